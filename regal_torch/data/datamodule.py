@@ -1,0 +1,153 @@
+"""Index sets labeled / pool / val / test over one molecule dataset."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from regal_torch.errors import RegalError
+
+
+class ActiveDataModule(pl.LightningDataModule):
+    """Disjoint index sets over dataset positions, and the labels revealed so far.
+
+    At construction, ``test_size`` then ``val_size`` molecules are drawn at random with
+    ``split_seed`` (fixed by default, so every active-learning seed and strategy is scored
+    on the same test set); all other molecules form the pool. :meth:`label` moves molecules
+    from the pool to the labeled set. Val and test targets are known (they are read from
+    the dataset); pool targets are not, until labeled.
+
+    The target's standardisation (:meth:`target_scaling`) is fitted on the labeled set only.
+    Batches carry ``y`` in original units; models standardise internally.
+
+    Args:
+        dataset: Molecule graphs with ``y`` of shape ``[N, n_targets]`` and
+            ``target_names`` (e.g. :class:`regal_torch.data.qm9.QM9Dataset`).
+        target: Name of the target column (e.g. ``"gap"``).
+        val_size: Validation molecules: a fraction of the dataset if below 1, else a count.
+        test_size: Test molecules: a fraction of the dataset if below 1, else a count.
+        split_seed: Seed of the val/test draw.
+        batch_size: Training batch size.
+        predict_batch_size: Batch size for prediction over pool, val and test.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        target: str,
+        val_size: float = 0.1,
+        test_size: float = 0.1,
+        split_seed: int = 0,
+        batch_size: int = 64,
+        predict_batch_size: int = 1000,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.target = target
+        self.batch_size = batch_size
+        self.predict_batch_size = predict_batch_size
+        self.num_workers = num_workers
+        names = list(dataset.target_names)
+        if target not in names:
+            raise RegalError(f"data.target={target!r} is not a target of this dataset: {names}")
+        self.truth: Tensor = dataset.y[:, names.index(target)].float()
+        n = len(dataset)
+        n_test, n_val = _count(test_size, n, "test_size"), _count(val_size, n, "val_size")
+        if n_test + n_val >= n:
+            raise RegalError(
+                f"data.datamodule: test_size ({n_test}) + val_size ({n_val}) leave no pool "
+                f"in a dataset of {n} molecules"
+            )
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+        self.test = perm[:n_test].sort().values
+        self.val = perm[n_test : n_test + n_val].sort().values
+        self.pool = perm[n_test + n_val :].sort().values
+        self.labeled = torch.empty(0, dtype=torch.long)
+        self.labels = torch.full((n,), float("nan"))
+
+    def label(self, positions: Tensor, values: Tensor) -> None:
+        """Move ``positions`` (``[k]``) from the pool to the labeled set with ``values``."""
+        positions = torch.as_tensor(positions, dtype=torch.long).view(-1)
+        values = torch.as_tensor(values, dtype=torch.float).view(-1)
+        if positions.shape != values.shape:
+            raise RegalError(f"label: {len(positions)} positions but {len(values)} values")
+        if not torch.isfinite(values).all():
+            bad = positions[~torch.isfinite(values)].tolist()
+            raise RegalError(f"label: non-finite values for dataset positions {bad[:10]}")
+        in_pool = torch.isin(positions, self.pool)
+        if not in_pool.all() or positions.unique().numel() != positions.numel():
+            bad = positions[~in_pool].tolist()
+            raise RegalError(f"label: positions not in the pool or repeated: {bad[:10]}")
+        self.pool = self.pool[~torch.isin(self.pool, positions)]
+        self.labeled = torch.cat([self.labeled, positions])
+        self.labels[positions] = values
+
+    def target_scaling(self) -> tuple[float, float]:
+        """Mean and standard deviation of the labeled targets (std 1 if undefined)."""
+        y = self.labels[self.labeled]
+        if y.numel() == 0:
+            raise RegalError("target_scaling: no labeled molecules yet")
+        std = y.std(correction=0).item() if y.numel() > 1 else 0.0
+        return y.mean().item(), std if std > 0 else 1.0
+
+    @property
+    def mol_ids(self) -> Tensor:
+        """Provenance id of every dataset position, ``[N]``."""
+        return self.dataset.mol_id.view(-1)
+
+    def loader(self, positions: Tensor, targets: Tensor | None = None) -> DataLoader:
+        """Unshuffled prediction loader over ``positions`` (with ``y`` if ``targets``)."""
+        return DataLoader(
+            _Molecules(self.dataset, positions, targets),
+            batch_size=self.predict_batch_size,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        n = len(self.labeled)
+        return DataLoader(
+            _Molecules(self.dataset, self.labeled, self.labels[self.labeled]),
+            batch_size=self.batch_size,
+            shuffle=True,
+            # A last batch holding one graph may hold one atom, which batch norm refuses.
+            drop_last=n > self.batch_size and n % self.batch_size == 1,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.val, self.truth[self.val])
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader(self.test, self.truth[self.test])
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader(self.pool)
+
+
+class _Molecules(Dataset):
+    """The graphs at ``positions`` of a dataset, with ``y`` set to ``targets`` (or absent)."""
+
+    def __init__(self, dataset: Dataset, positions: Tensor, targets: Tensor | None) -> None:
+        self.dataset, self.positions, self.targets = dataset, positions, targets
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> Data:
+        d = self.dataset[int(self.positions[i])]
+        out = Data(x=d.x, edge_index=d.edge_index, edge_attr=d.edge_attr)
+        if self.targets is not None:
+            out.y = self.targets[i].view(1)
+        return out
+
+
+def _count(size: float, n: int, name: str) -> int:
+    if size < 0:
+        raise RegalError(f"data.datamodule.{name} must be >= 0; got {size}")
+    return int(round(size * n)) if size < 1 else int(size)

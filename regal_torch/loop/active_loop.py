@@ -1,0 +1,207 @@
+"""The active-learning loop: train -> predict pool -> select -> label -> record -> checkpoint."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from regal_torch.data.datamodule import ActiveDataModule
+from regal_torch.errors import RegalError
+from regal_torch.loop.oracle import BenchmarkOracle
+from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
+from regal_torch.metrics import regression_metrics
+from regal_torch.models.prediction import Prediction
+from regal_torch.strategies.base import SelectionContext
+
+# Config keys that may change between a run and its resumption without changing results.
+RESUMABLE_KEYS = (
+    "loop.rounds",
+    "data.dataset.root",
+    "data.datamodule.num_workers",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.enable_progress_bar",
+)
+
+# Independent random streams of one round.
+_TRAIN, _SELECT, _INITIAL = 0, 1, 2
+
+
+def round_seed(seed: int, round_: int, stream: int) -> int:
+    """Seed of one random stream of one round: a pure function of its arguments.
+
+    Every round reseeds everything it uses from this, so a resumed run draws exactly the
+    numbers an uninterrupted one draws, and the checkpoint needs no RNG state.
+    """
+    return int(np.random.SeedSequence([seed, round_, stream]).generate_state(1)[0])
+
+
+def fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The config as flat ``dotted.key: value`` pairs, less :data:`RESUMABLE_KEYS`."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif not prefix.startswith(RESUMABLE_KEYS):
+            flat[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+class ActiveLoop:
+    """Benchmark-mode active learning over one run directory.
+
+    Round ``r`` (0 to ``loop.rounds``) trains a fresh model on the labeled set, scores it on
+    the test set (one row of ``history.csv``) and, unless it is the last round, predicts the
+    pool, selects ``loop.batch_size`` molecules and labels them. Then it checkpoints
+    ``state.pt`` atomically and rewrites ``history.csv`` and ``selected.csv`` from it.
+    Constructing the loop on a directory with a state resumes after its last finished round.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        if cfg.mode != "benchmark":
+            raise RegalError(f"mode={cfg.mode!r} is not available yet; use mode=benchmark")
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.run_dir / "state.pt"
+        self.dataset = instantiate(cfg.data.dataset)
+        self.dm: ActiveDataModule = instantiate(cfg.data.datamodule, dataset=self.dataset)
+        self.oracle = BenchmarkOracle(self.dm.truth)
+        self.strategy = instantiate(cfg.strategy)
+        self.unit = getattr(self.dataset, "target_units", {}).get(self.dm.target, "")
+        self._check_budget()
+        self.fingerprint = {**fingerprint(cfg), "n_molecules": len(self.dataset)}
+        state = load_state(self.state_path, self.fingerprint)
+        self.history: list[dict[str, Any]] = []
+        if state is None:
+            self._label_initial()
+            self.next_round = 0
+        else:
+            self.dm.label(state["labeled"], state["labels"])
+            self.history = state["history"]
+            # A last round that picked nothing is redone only if loop.rounds grew since.
+            done = state["acquired"] or state["round"] >= cfg.loop.rounds
+            self.next_round = state["round"] + 1 if done else state["round"]
+
+    def _check_budget(self) -> None:
+        loop, pool = self.cfg.loop, len(self.dm.pool)
+        if loop.initial_size < 2 or loop.batch_size < 1 or loop.rounds < 0:
+            raise RegalError(
+                "loop.initial_size must be >= 2, loop.batch_size >= 1 and loop.rounds >= 0; "
+                f"got {loop.initial_size}, {loop.batch_size}, {loop.rounds}"
+            )
+        need = loop.initial_size + loop.rounds * loop.batch_size
+        if need > pool:
+            raise RegalError(
+                f"loop.initial_size ({loop.initial_size}) + loop.rounds ({loop.rounds}) x "
+                f"loop.batch_size ({loop.batch_size}) = {need} labels, but the pool holds "
+                f"only {pool} molecules"
+            )
+
+    def _label_initial(self) -> None:
+        generator = torch.Generator().manual_seed(round_seed(self.cfg.seed, 0, _INITIAL))
+        pool = self.dm.pool
+        picks = pool[torch.randperm(len(pool), generator=generator)[: self.cfg.loop.initial_size]]
+        self.dm.label(picks, self.oracle.query(picks))
+
+    def run(self) -> list[dict[str, Any]]:
+        """Run the remaining rounds; returns the history (one dict per round)."""
+        rounds = self.cfg.loop.rounds
+        self._write_tables()  # the tables may lag the state if a run died between the two
+        if self.next_round > rounds:
+            print(f"{self.run_dir}: all {rounds} rounds already done", flush=True)
+        for r in range(self.next_round, rounds + 1):
+            self._round(r, acquire=r < rounds)
+        return self.history
+
+    def _round(self, r: int, acquire: bool) -> None:
+        pl.seed_everything(round_seed(self.cfg.seed, r, _TRAIN), verbose=False)
+        model = instantiate(self.cfg.model)(
+            node_dim=self.dataset.num_node_features, edge_dim=self.dataset.num_edge_features
+        )
+        trainer: pl.Trainer = instantiate(self.cfg.trainer)(default_root_dir=self.run_dir)
+        start = time.perf_counter()
+        trainer.fit(model, datamodule=self.dm)
+        row: dict[str, Any] = {"round": r, "n_labeled": len(self.dm.labeled)}
+        row["seconds_train"] = time.perf_counter() - start
+        start = time.perf_counter()
+        test = self._predict(trainer, model, self.dm.test)
+        row.update(regression_metrics(test, self.dm.truth[self.dm.test], "test"))
+        row["seconds_test"] = time.perf_counter() - start
+        row["seconds_predict"] = row["seconds_select"] = float("nan")
+        if acquire:
+            start = time.perf_counter()
+            pool = self._predict(trainer, model, self.dm.pool)
+            row["seconds_predict"] = time.perf_counter() - start
+            start = time.perf_counter()
+            context = SelectionContext(
+                pool=self.dm.pool,
+                labeled=self.dm.labeled,
+                generator=torch.Generator().manual_seed(round_seed(self.cfg.seed, r, _SELECT)),
+            )
+            picks = self.strategy.select(pool, self.cfg.loop.batch_size, context)
+            row["seconds_select"] = time.perf_counter() - start
+            self.dm.label(picks, self.oracle.query(picks))
+        if r == len(self.history):
+            self.history.append(row)
+        save_state(
+            self.state_path,
+            {
+                "fingerprint": self.fingerprint,
+                "round": r,
+                "acquired": acquire,
+                "labeled": self.dm.labeled,
+                "labels": self.dm.labels[self.dm.labeled],
+                "history": self.history,
+            },
+        )
+        self._write_tables()
+        self._report(self.history[r])
+
+    def _predict(self, trainer: pl.Trainer, model: pl.LightningModule, positions) -> Prediction:
+        parts = trainer.predict(model, dataloaders=self.dm.loader(positions))
+        return Prediction.cat(parts)
+
+    def _write_tables(self) -> None:
+        loop = self.cfg.loop
+        labeled = self.dm.labeled
+        rounds = torch.zeros(len(labeled), dtype=torch.long)
+        rounds[loop.initial_size :] = (
+            torch.arange(len(labeled) - loop.initial_size) // loop.batch_size + 1
+        )
+        selected = pd.DataFrame(
+            {"round": rounds, "position": labeled, "mol_id": self.dm.mol_ids[labeled]}
+        )
+        for name, frame in (
+            ("history.csv", pd.DataFrame(self.history)),
+            ("selected.csv", selected),
+        ):
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False)
+            atomic_write_bytes(self.run_dir / name, buffer.getvalue().encode())
+
+    def _report(self, row: dict[str, Any]) -> None:
+        unit = f" {self.unit}" if self.unit else ""
+        seconds = "".join(
+            f" | {name} {row[f'seconds_{name}']:.1f} s"
+            for name in ("train", "predict", "select")
+            if not math.isnan(row[f"seconds_{name}"])
+        )
+        print(
+            f"round {row['round']}/{self.cfg.loop.rounds} | labeled {row['n_labeled']} | "
+            f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit}{seconds}",
+            flush=True,
+        )

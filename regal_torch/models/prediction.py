@@ -1,0 +1,82 @@
+"""The one object that crosses from models to strategies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Prediction:
+    """A model's predictive distribution over N molecules, in original target units.
+
+    Strategies see only this (plus the selection context), never a model.
+
+    Attributes:
+        mean: Predictive mean.
+        var: Predictive variance, strictly positive.
+        samples: Stochastic predictions (dropout passes or ensemble members), if the model
+            has them.
+        embedding: Molecule features the model's output is linear in (the input of its last
+            linear layer), if the model has them.
+
+    Shapes:
+        mean: ``[N]``; var: ``[N]``; samples: ``[S, N]``; embedding: ``[N, D]``.
+    """
+
+    mean: Tensor
+    var: Tensor
+    samples: Tensor | None = None
+    embedding: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = self.mean.shape[0]
+        if self.mean.dim() != 1 or self.var.shape != self.mean.shape:
+            raise ValueError(
+                f"Prediction needs mean and var of shape [N]; got {tuple(self.mean.shape)} "
+                f"and {tuple(self.var.shape)}"
+            )
+        if self.samples is not None and (self.samples.dim() != 2 or self.samples.shape[1] != n):
+            raise ValueError(f"samples must be [S, {n}]; got {tuple(self.samples.shape)}")
+        if self.embedding is not None and (
+            self.embedding.dim() != 2 or self.embedding.shape[0] != n
+        ):
+            raise ValueError(f"embedding must be [{n}, D]; got {tuple(self.embedding.shape)}")
+
+    def __len__(self) -> int:
+        return self.mean.shape[0]
+
+    @property
+    def std(self) -> Tensor:
+        """Predictive standard deviation. Shape ``[N]``."""
+        return self.var.sqrt()
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def index_select(self, index: Tensor) -> Prediction:
+        """The prediction restricted to the rows ``index`` (shape ``[M]``)."""
+        parts = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                parts[f.name] = None
+            elif f.name == "samples":
+                parts[f.name] = value[:, index]
+            else:
+                parts[f.name] = value[index]
+        return Prediction(**parts)
+
+    @staticmethod
+    def cat(parts: list[Prediction]) -> Prediction:
+        """Concatenate predictions over consecutive groups of molecules."""
+        first = parts[0]
+        return Prediction(
+            mean=torch.cat([p.mean for p in parts]),
+            var=torch.cat([p.var for p in parts]),
+            samples=None if first.samples is None else torch.cat([p.samples for p in parts], dim=1),
+            embedding=None if first.embedding is None else torch.cat([p.embedding for p in parts]),
+        )

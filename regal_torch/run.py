@@ -1,0 +1,41 @@
+"""Entry point: ``python -m regal_torch.run [hydra overrides]``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from regal_torch.errors import RegalError
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    from regal_torch.loop.active_loop import ActiveLoop
+
+    _quiet_lightning()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        ActiveLoop(cfg, run_dir).run()
+    except RegalError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    print(f"run directory: {run_dir}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""What every acquisition strategy shares: its inputs and the checks on its output."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from regal_torch.errors import RegalError
+from regal_torch.models.prediction import Prediction
+
+
+@dataclass(frozen=True)
+class SelectionContext:
+    """What a strategy may know besides the pool's prediction.
+
+    Attributes:
+        pool: Dataset positions of the pool, aligned with the prediction's rows.
+        labeled: Dataset positions of the labeled set.
+        generator: Seeded CPU generator; the only source of randomness a strategy may use.
+
+    Shapes:
+        pool: ``[N]``; labeled: ``[L]``.
+    """
+
+    pool: Tensor
+    labeled: Tensor
+    generator: torch.Generator
+
+
+class Strategy(ABC):
+    """Picks ``k`` pool molecules from a :class:`Prediction` over the pool.
+
+    Subclasses implement :meth:`_select_rows`; :meth:`select` checks inputs and output.
+    ``requires`` names the :class:`Prediction` fields a strategy needs, so a model that lacks
+    one is reported by name rather than failing deep inside the method.
+    """
+
+    requires: tuple[str, ...] = ()
+
+    def select(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
+        """Dataset positions of the ``k`` picked pool molecules, ``[k]``, in pick order."""
+        n = len(context.pool)
+        if len(prediction) != n:
+            raise ValueError(f"prediction has {len(prediction)} rows but the pool has {n}")
+        if not 0 < k <= n:
+            raise RegalError(f"loop.batch_size={k} must be between 1 and the pool size ({n})")
+        for name in self.requires:
+            if getattr(prediction, name) is None:
+                raise RegalError(
+                    f"strategy {type(self).__name__} needs Prediction.{name}, "
+                    "which this model does not provide"
+                )
+        rows = self._select_rows(prediction, k, context)
+        if rows.shape != (k,) or rows.unique().numel() != k:
+            raise RuntimeError(f"{type(self).__name__} returned {rows.tolist()} for k={k}")
+        return context.pool[rows.to(context.pool.device)]
+
+    @abstractmethod
+    def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
+        """Rows of the prediction (``[k]``, distinct) to pick."""

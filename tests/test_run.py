@@ -1,0 +1,192 @@
+"""The loop end to end: the command-line contract, exact resume, refused states, configs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from regal_torch.errors import RegalError
+from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.run import CONFIG_DIR
+
+TIMINGS = ["seconds_train", "seconds_test", "seconds_predict", "seconds_select"]
+
+
+@pytest.fixture(scope="module")
+def tiny(qm9_root):
+    """Overrides for a run of a few seconds on the cached 300-molecule subset."""
+    return [
+        "data.subset=300",
+        f"data.dataset.root={qm9_root}",
+        "data.datamodule.test_size=50",
+        "data.datamodule.val_size=20",
+        "loop.initial_size=20",
+        "loop.batch_size=10",
+        "loop.rounds=2",
+        "trainer.max_epochs=2",
+        "model.hidden_dim=16",
+        "model.mc_samples=4",
+    ]
+
+
+def _cfg(overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _tables(run_dir):
+    history = pd.read_csv(run_dir / "history.csv").drop(columns=TIMINGS)
+    return history, pd.read_csv(run_dir / "selected.csv")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    ActiveLoop(_cfg(tiny), run_dir).run()
+    return run_dir
+
+
+def test_contract_command(qm9_root, tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "regal_torch.run",
+        "data=qm9",
+        "data.subset=300",
+        "data.target=gap",
+        "model=mc_dropout",
+        "strategy=uncertainty",
+        "loop.initial_size=20",
+        "loop.batch_size=10",
+        "loop.rounds=3",
+        "trainer.max_epochs=2",
+        "seed=0",
+        f"hydra.run.dir={run_dir}",
+        f"data.dataset.root={qm9_root}",
+        "model.mc_samples=4",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert sum(line.startswith("round ") for line in out.stdout.splitlines()) == 4
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["n_labeled"].tolist() == [20, 30, 40, 50]
+    assert {"round", "test_mae", "test_rmse", "test_r2", *TIMINGS} <= set(history.columns)
+    assert history["test_mae"].between(0, 5).all()
+    selected = pd.read_csv(run_dir / "selected.csv")
+    assert list(selected.columns) == ["round", "position", "mol_id"]
+    assert selected["round"].value_counts().sort_index().tolist() == [20, 10, 10, 10]
+    assert selected["position"].is_unique
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "state.pt").exists()
+
+
+def test_bad_option_is_one_line_and_exit_2(qm9_root, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "regal_torch.run",
+        "data.subset=300",
+        "loop.batch_size=100000",
+        f"hydra.run.dir={tmp_path}",
+        f"data.dataset.root={qm9_root}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "loop.batch_size (100000)" in errors[0], out.stderr
+
+
+def test_resume_after_interruption_is_exact(tiny, uninterrupted, tmp_path, monkeypatch):
+    original = ActiveLoop._round
+
+    def dies_in_round_2(self, r, acquire):
+        if r == 2:
+            raise KeyboardInterrupt
+        original(self, r, acquire)
+
+    monkeypatch.setattr(ActiveLoop, "_round", dies_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        ActiveLoop(_cfg(tiny), tmp_path).run()
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 2
+    monkeypatch.undo()
+    resumed = ActiveLoop(_cfg(tiny), tmp_path)
+    assert resumed.next_round == 2
+    resumed.run()
+    for got, want in zip(_tables(tmp_path), _tables(uninterrupted), strict=True):
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_more_rounds_extend_a_finished_run_exactly(tiny, uninterrupted, tmp_path):
+    ActiveLoop(_cfg([*tiny, "loop.rounds=1"]), tmp_path).run()
+    ActiveLoop(_cfg(tiny), tmp_path).run()
+    for got, want in zip(_tables(tmp_path), _tables(uninterrupted), strict=True):
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_finished_run_is_not_redone(tiny, uninterrupted, capsys):
+    before = (uninterrupted / "history.csv").read_text()
+    ActiveLoop(_cfg(tiny), uninterrupted).run()
+    assert "already done" in capsys.readouterr().out
+    assert (uninterrupted / "history.csv").read_text() == before
+
+
+def test_state_of_another_config_is_refused(tiny, uninterrupted):
+    with pytest.raises(RegalError, match="strategy._target_"):
+        ActiveLoop(_cfg([*tiny, "strategy=random"]), uninterrupted)
+
+
+def test_budget_larger_than_the_pool_is_refused(tiny, tmp_path):
+    with pytest.raises(RegalError, match="pool holds only"):
+        ActiveLoop(_cfg([*tiny, "loop.rounds=100"]), tmp_path)
+
+
+def _options(group):
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, o) for g in ("data", "model", "strategy", "trainer", "experiment") for o in _options(g)],
+)
+def test_every_config_option_composes_and_instantiates(group, option, tiny, qm9_small):
+    cfg = _cfg([*tiny, f"{group}={option}"])
+    if group == "data":
+        dataset = instantiate(cfg.data.dataset)
+        assert len(dataset) > 0
+        assert instantiate(cfg.data.datamodule, dataset=dataset).pool.numel() > 0
+    elif group == "model":
+        model = instantiate(cfg.model)(
+            node_dim=qm9_small.num_node_features, edge_dim=qm9_small.num_edge_features
+        )
+        assert sum(p.numel() for p in model.parameters()) > 0
+    elif group == "strategy":
+        assert hasattr(instantiate(cfg.strategy), "select")
+    elif group == "trainer":
+        if cfg.trainer.accelerator == "gpu" and not _has_cuda():
+            pytest.skip("no CUDA device here")
+        assert instantiate(cfg.trainer)().max_epochs == cfg.trainer.max_epochs
+    else:
+        assert cfg.loop.rounds >= 0 and cfg.data.subset
+
+
+def _has_cuda():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_package_import_has_no_side_effects(tmp_path):
+    code = "import regal_torch, os; print(sorted(os.listdir('.')))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "[]"

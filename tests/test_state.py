@@ -1,0 +1,55 @@
+"""The state checkpoint: atomic writes, corrupt files and foreign configs refused."""
+
+import pytest
+import torch
+
+from regal_torch.errors import RegalError
+from regal_torch.loop.active_loop import round_seed
+from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
+
+
+def test_save_then_load_round_trips(tmp_path):
+    path = tmp_path / "state.pt"
+    save_state(path, {"fingerprint": {"a": 1}, "round": 2, "labeled": torch.arange(5)})
+    state = load_state(path, {"a": 1})
+    assert state["round"] == 2 and torch.equal(state["labeled"], torch.arange(5))
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_missing_state_means_fresh_start(tmp_path):
+    assert load_state(tmp_path / "state.pt", {}) is None
+
+
+def test_truncated_state_is_refused_with_the_path(tmp_path):
+    path = tmp_path / "state.pt"
+    save_state(path, {"fingerprint": {}, "round": 0})
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(RegalError, match="corrupt or truncated") as info:
+        load_state(path, {})
+    assert str(path) in str(info.value)
+
+
+def test_foreign_config_is_refused_naming_the_key(tmp_path):
+    path = tmp_path / "state.pt"
+    save_state(path, {"fingerprint": {"strategy._target_": "A", "seed": 0}, "round": 0})
+    with pytest.raises(RegalError, match="strategy._target_: state has 'A', config has 'B'"):
+        load_state(path, {"strategy._target_": "B", "seed": 0})
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "f.bin"
+    atomic_write_bytes(path, b"old")
+
+    class Boom:
+        def __len__(self):
+            raise OSError("disk full")
+
+    with pytest.raises(TypeError):
+        atomic_write_bytes(path, Boom())
+    assert path.read_bytes() == b"old" and list(tmp_path.iterdir()) == [path]
+
+
+def test_round_seeds_are_stable_and_distinct():
+    assert round_seed(0, 1, 0) == round_seed(0, 1, 0)
+    seeds = {round_seed(s, r, k) for s in range(3) for r in range(4) for k in range(3)}
+    assert len(seeds) == 36

@@ -1,0 +1,91 @@
+"""Strategies on hand-made predictions, where the right picks are known."""
+
+import pytest
+import torch
+
+from regal_torch.errors import RegalError
+from regal_torch.models.prediction import Prediction
+from regal_torch.strategies.random import RandomStrategy
+from regal_torch.strategies.uncertainty import UncertaintyStrategy
+
+STRATEGIES = [RandomStrategy(), UncertaintyStrategy()]
+
+
+def _context(pool, labeled=(), seed=0):
+    from regal_torch.strategies.base import SelectionContext
+
+    return SelectionContext(
+        pool=torch.as_tensor(pool),
+        labeled=torch.as_tensor(labeled, dtype=torch.long),
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def _prediction(var):
+    var = torch.as_tensor(var, dtype=torch.float)
+    return Prediction(mean=torch.zeros_like(var), var=var)
+
+
+def test_uncertainty_picks_largest_variances_in_order():
+    pool = [10, 11, 12, 13, 14]
+    picks = UncertaintyStrategy().select(_prediction([0.1, 5.0, 0.3, 2.0, 0.2]), 2, _context(pool))
+    assert picks.tolist() == [11, 13]
+
+
+def test_uncertainty_breaks_ties_by_pool_order():
+    picks = UncertaintyStrategy().select(
+        _prediction([1.0, 3.0, 3.0, 3.0]), 2, _context([5, 6, 7, 8])
+    )
+    assert picks.tolist() == [6, 7]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
+def test_invariants(strategy):
+    pool = torch.arange(100, 300, 2)
+    labeled = torch.arange(0, 100)
+    pred = _prediction(torch.rand(len(pool), generator=torch.Generator().manual_seed(1)) + 0.1)
+    picks = strategy.select(pred, 17, _context(pool, labeled, seed=3))
+    assert picks.numel() == 17 and picks.unique().numel() == 17
+    assert torch.isin(picks, pool).all() and not torch.isin(picks, labeled).any()
+    again = strategy.select(pred, 17, _context(pool, labeled, seed=3))
+    assert torch.equal(picks, again)
+
+
+def test_random_depends_on_seed_and_is_uniform():
+    pool = torch.arange(1000)
+    pred = _prediction(torch.ones(1000))
+    a = RandomStrategy().select(pred, 50, _context(pool, seed=0))
+    b = RandomStrategy().select(pred, 50, _context(pool, seed=1))
+    assert not torch.equal(a, b)
+    counts = torch.zeros(10)
+    for seed in range(200):
+        counts += torch.bincount(
+            RandomStrategy().select(pred, 50, _context(pool, seed=seed)) // 100, minlength=10
+        )
+    assert counts.min() > 0.8 * counts.mean()
+
+
+@pytest.mark.parametrize("k", [0, 6])
+def test_batch_size_outside_pool_is_a_clear_error(k):
+    with pytest.raises(RegalError, match="loop.batch_size"):
+        RandomStrategy().select(_prediction(torch.ones(5)), k, _context(range(5)))
+
+
+def test_missing_prediction_field_is_named():
+    class NeedsSamples(UncertaintyStrategy):
+        requires = ("samples",)
+
+    with pytest.raises(RegalError, match="Prediction.samples"):
+        NeedsSamples().select(_prediction(torch.ones(5)), 2, _context(range(5)))
+
+
+def test_prediction_checks_shapes_and_selects_rows():
+    pred = Prediction(
+        mean=torch.arange(4.0), var=torch.ones(4), samples=torch.zeros(3, 4), embedding=torch.eye(4)
+    )
+    sub = pred.index_select(torch.tensor([3, 1]))
+    assert sub.mean.tolist() == [3.0, 1.0] and sub.samples.shape == (3, 2)
+    assert torch.equal(sub.embedding, torch.eye(4)[[3, 1]])
+    assert torch.equal(Prediction.cat([pred, sub]).mean, torch.tensor([0.0, 1, 2, 3, 3, 1]))
+    with pytest.raises(ValueError, match="samples"):
+        Prediction(mean=torch.zeros(4), var=torch.ones(4), samples=torch.zeros(4, 3))
