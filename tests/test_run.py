@@ -190,3 +190,14 @@ def test_package_import_has_no_side_effects(tmp_path):
         env={**os.environ, "HOME": str(tmp_path)},
     )
     assert out.returncode == 0 and out.stdout.strip() == "[]"
+
+
+@pytest.mark.gpu
+def test_loop_runs_on_a_gpu(tiny, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    history = ActiveLoop(_cfg([*tiny, "trainer=gpu"]), tmp_path).run()
+    assert [row["n_labeled"] for row in history] == [20, 30, 40]
+    assert all(0 < row["test_mae"] < 5 for row in history)

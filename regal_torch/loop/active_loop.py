@@ -143,18 +143,7 @@ class ActiveLoop:
         row["seconds_test"] = time.perf_counter() - start
         row["seconds_predict"] = row["seconds_select"] = float("nan")
         if acquire:
-            start = time.perf_counter()
-            pool = self._predict(trainer, model, self.dm.pool)
-            row["seconds_predict"] = time.perf_counter() - start
-            start = time.perf_counter()
-            context = SelectionContext(
-                pool=self.dm.pool,
-                labeled=self.dm.labeled,
-                generator=torch.Generator().manual_seed(round_seed(self.cfg.seed, r, _SELECT)),
-            )
-            picks = self.strategy.select(pool, self.cfg.loop.batch_size, context)
-            row["seconds_select"] = time.perf_counter() - start
-            self.dm.label(picks, self.oracle.query(picks))
+            self._acquire(r, trainer, model, row)
         if r == len(self.history):
             self.history.append(row)
         save_state(
@@ -170,6 +159,29 @@ class ActiveLoop:
         )
         self._write_tables()
         self._report(self.history[r])
+
+    def _acquire(
+        self, r: int, trainer: pl.Trainer, model: pl.LightningModule, row: dict[str, Any]
+    ) -> None:
+        """Predict the pool, select a batch, label it; timings go into ``row``."""
+        labeled = self.dm.labeled
+        start = time.perf_counter()
+        pool = self._predict(trainer, model, self.dm.pool)
+        on_labeled = None
+        if self.strategy.needs_labeled_prediction:
+            on_labeled = self._predict(trainer, model, labeled)
+        row["seconds_predict"] = time.perf_counter() - start
+        start = time.perf_counter()
+        context = SelectionContext(
+            pool=self.dm.pool,
+            labeled=labeled,
+            generator=torch.Generator().manual_seed(round_seed(self.cfg.seed, r, _SELECT)),
+            labeled_prediction=on_labeled,
+            labeled_targets=self.dm.labels[labeled],
+        )
+        picks = self.strategy.select(pool, self.cfg.loop.batch_size, context)
+        row["seconds_select"] = time.perf_counter() - start
+        self.dm.label(picks, self.oracle.query(picks))
 
     def _predict(self, trainer: pl.Trainer, model: pl.LightningModule, positions) -> Prediction:
         parts = trainer.predict(model, dataloaders=self.dm.loader(positions))

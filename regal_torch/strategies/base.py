@@ -20,14 +20,19 @@ class SelectionContext:
         pool: Dataset positions of the pool, aligned with the prediction's rows.
         labeled: Dataset positions of the labeled set.
         generator: Seeded CPU generator; the only source of randomness a strategy may use.
+        labeled_prediction: The model's prediction over the labeled set, aligned with
+            ``labeled`` (given when the strategy sets ``needs_labeled_prediction``).
+        labeled_targets: The labels of the labeled set, aligned with ``labeled``.
 
     Shapes:
-        pool: ``[N]``; labeled: ``[L]``.
+        pool: ``[N]``; labeled: ``[L]``; labeled_targets: ``[L]``.
     """
 
     pool: Tensor
     labeled: Tensor
     generator: torch.Generator
+    labeled_prediction: Prediction | None = None
+    labeled_targets: Tensor | None = None
 
 
 class Strategy(ABC):
@@ -35,10 +40,13 @@ class Strategy(ABC):
 
     Subclasses implement :meth:`_select_rows`; :meth:`select` checks inputs and output.
     ``requires`` names the :class:`Prediction` fields a strategy needs, so a model that lacks
-    one is reported by name rather than failing deep inside the method.
+    one is reported by name rather than failing deep inside the method. A strategy that sets
+    ``needs_labeled_prediction`` (distances to the labeled set, ...) gets the model's
+    prediction over the labeled set in its context; the others do not pay for it.
     """
 
     requires: tuple[str, ...] = ()
+    needs_labeled_prediction: bool = False
 
     def select(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
         """Dataset positions of the ``k`` picked pool molecules, ``[k]``, in pick order."""

@@ -1,0 +1,57 @@
+"""Time the README's main job (``python -m regal_torch.run``, default config) round by round.
+
+Runs it in a fresh temporary run directory (the QM9 cache is reused if present) and writes
+the ``default-run`` section of BENCHMARKS.md from its ``history.csv``.
+
+    python scripts/bench_default_run.py [hydra overrides]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchmarks_file import write_section  # noqa: E402
+
+
+def main(overrides: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as run_dir:
+        cmd = [sys.executable, "-m", "regal_torch.run", *overrides, f"hydra.run.dir={run_dir}"]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        wall = time.perf_counter() - start
+        history = pd.read_csv(Path(run_dir) / "history.csv")
+    lines = [
+        "## Default run, round by round",
+        "",
+        "`python -m regal_torch.run` with the default config (QM9 gap, 10,000-molecule subset,",
+        "MC-dropout GINE, uncertainty sampling, 200 initial labels + 5 rounds of 100, 40 epochs),",
+        f"2 CPU cores. Whole command, including start-up: {wall:.0f} s.",
+        "",
+        "| round | labeled | test MAE (eV) | test RMSE (eV) | train (s) | test (s) | "
+        "predict pool (s) | select (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in history.itertuples():
+        lines.append(
+            f"| {row.round} | {row.n_labeled} | {row.test_mae:.3f} | {row.test_rmse:.3f} | "
+            f"{row.seconds_train:.1f} | {row.seconds_test:.1f} | {_s(row.seconds_predict)} | "
+            f"{_s(row.seconds_select, 3)} |"
+        )
+    command = " ".join(["python scripts/bench_default_run.py", *overrides])
+    lines += ["", f"Reproduce: `{command}`"]
+    write_section("default-run", "\n".join(lines))
+
+
+def _s(value: float, digits: int = 1) -> str:
+    return "-" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
