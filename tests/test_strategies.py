@@ -87,5 +87,13 @@ def test_prediction_checks_shapes_and_selects_rows():
     assert sub.mean.tolist() == [3.0, 1.0] and sub.samples.shape == (3, 2)
     assert torch.equal(sub.embedding, torch.eye(4)[[3, 1]])
     assert torch.equal(Prediction.cat([pred, sub]).mean, torch.tensor([0.0, 1, 2, 3, 3, 1]))
+    full = torch.randn(4, 4)
+    with_cov = Prediction(
+        mean=torch.zeros(4), var=torch.ones(4), covariance=lambda r, c: full[r][:, c]
+    )
+    picked = with_cov.index_select(torch.tensor([2, 0]))
+    assert torch.equal(
+        picked.covariance(torch.tensor([0, 1]), torch.tensor([1])), full[[2, 0]][:, [0]]
+    )
     with pytest.raises(ValueError, match="samples"):
         Prediction(mean=torch.zeros(4), var=torch.ones(4), samples=torch.zeros(4, 3))

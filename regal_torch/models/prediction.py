@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -21,15 +22,20 @@ class Prediction:
             has them.
         embedding: Molecule features the model's output is linear in (the input of its last
             linear layer), if the model has them.
+        covariance: ``covariance(rows, cols)``, the posterior covariance between rows
+            ``rows`` and ``cols`` of this prediction, computed on demand block by block
+            (never an N x N matrix), if the model has a joint posterior (a GP).
 
     Shapes:
-        mean: ``[N]``; var: ``[N]``; samples: ``[S, N]``; embedding: ``[N, D]``.
+        mean: ``[N]``; var: ``[N]``; samples: ``[S, N]``; embedding: ``[N, D]``;
+        covariance: rows ``[R]``, cols ``[C]`` -> ``[R, C]``.
     """
 
     mean: Tensor
     var: Tensor
     samples: Tensor | None = None
     embedding: Tensor | None = None
+    covariance: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def __post_init__(self) -> None:
         n = self.mean.shape[0]
@@ -64,6 +70,8 @@ class Prediction:
             value = getattr(self, f.name)
             if value is None:
                 parts[f.name] = None
+            elif f.name == "covariance":
+                parts[f.name] = _SelectedCovariance(value, index)
             elif f.name == "samples":
                 parts[f.name] = value[:, index]
             else:
@@ -72,7 +80,11 @@ class Prediction:
 
     @staticmethod
     def cat(parts: list[Prediction]) -> Prediction:
-        """Concatenate predictions over consecutive groups of molecules."""
+        """Concatenate predictions over consecutive groups of molecules.
+
+        A covariance provider does not survive: a model with a joint posterior attaches one
+        over the whole concatenated set.
+        """
         first = parts[0]
         return Prediction(
             mean=torch.cat([p.mean for p in parts]),
@@ -80,3 +92,13 @@ class Prediction:
             samples=None if first.samples is None else torch.cat([p.samples for p in parts], dim=1),
             embedding=None if first.embedding is None else torch.cat([p.embedding for p in parts]),
         )
+
+
+class _SelectedCovariance:
+    """A covariance provider seen through a row selection ``index`` (``[M]``)."""
+
+    def __init__(self, covariance: Callable[[Tensor, Tensor], Tensor], index: Tensor) -> None:
+        self.covariance, self.index = covariance, index
+
+    def __call__(self, rows: Tensor, cols: Tensor) -> Tensor:
+        return self.covariance(self.index[rows], self.index[cols])
