@@ -8,6 +8,7 @@ the ``default-run`` section of BENCHMARKS.md from its ``history.csv``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
@@ -27,12 +29,18 @@ def main(overrides: list[str]) -> None:
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - start
         history = pd.read_csv(Path(run_dir) / "history.csv")
+        cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+        choices = OmegaConf.load(Path(run_dir) / ".hydra" / "hydra.yaml").hydra.runtime.choices
     lines = [
         "## Default run, round by round",
         "",
-        "`python -m regal_torch.run` with the default config (QM9 gap, 10,000-molecule subset,",
-        "MC-dropout GINE, uncertainty sampling, 200 initial labels + 5 rounds of 100, 40 epochs),",
-        f"2 CPU cores. Whole command, including start-up: {wall:.0f} s.",
+        f"`python -m regal_torch.run {' '.join(overrides)}`".replace(" `", "`") + ": "
+        f"data={choices.data} (target {cfg.data.target}, subset {cfg.data.subset}), "
+        f"model={choices.model}, strategy={choices.strategy}, {cfg.loop.initial_size} initial "
+        f"labels + {cfg.loop.rounds} rounds of {cfg.loop.batch_size}, "
+        f"{cfg.trainer.max_epochs} epochs per round;",
+        f"2 CPU cores. Whole command, including start-up: {wall:.0f} s (1-minute load average",
+        f"when done: {os.getloadavg()[0]:.1f}; above 2 means other jobs shared the cores).",
         "",
         "| round | labeled | test MAE (eV) | test RMSE (eV) | train (s) | test (s) | "
         "predict pool (s) | select (s) |",

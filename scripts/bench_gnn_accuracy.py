@@ -9,6 +9,7 @@ with seed 0 from all 130,831 molecules, the default model and trainer configs. W
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,9 @@ def main(overrides: list[str]) -> None:
         "## Default GNN vs chemprop v2 on QM9 gap (random labels)",
         "",
         "Protocol of ../shared/NOTES.md: fixed random test set of 5,000 (split seed 0) from all",
-        "130,831 molecules, random training sets (seed 0), no early stopping, 2 CPU threads.",
+        "130,831 molecules, random training sets (seed 0), no early stopping, 2 CPU threads",
+        f"(1-minute load average when done: {os.getloadavg()[0]:.1f}; above 2 means other jobs",
+        "shared the cores and the times are inflated).",
         f"Model: `{_describe(cfg)}`; mean of {cfg.model.mc_samples} MC-dropout samples.",
         "",
         "| labels | ours MAE (eV) | ours RMSE (eV) | ours time (s) | s/epoch | chemprop MAE | "
