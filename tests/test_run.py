@@ -153,8 +153,15 @@ def _options(group):
     "group,option",
     [(g, o) for g in ("data", "model", "strategy", "trainer", "experiment") for o in _options(g)],
 )
-def test_every_config_option_composes_and_instantiates(group, option, tiny, qm9_small):
-    cfg = _cfg([*tiny, f"{group}={option}"])
+def test_every_config_option_composes_and_instantiates(group, option, tiny, qm9_small, tmp_path):
+    overrides = [*tiny, f"{group}={option}"]
+    if (group, option) == ("data", "molecules"):
+        csv = tmp_path / "mols.csv"
+        rows = [f"{qm9_small[i].smiles},{qm9_small.y[i, 4].item()}" for i in range(30)]
+        csv.write_text("smiles,target\n" + "\n".join(rows) + "\n")
+        overrides = [o for o in tiny if not o.startswith("data.")]
+        overrides += ["data=molecules", f"data.path={csv}"]
+    cfg = _cfg(overrides)
     if group == "data":
         dataset = instantiate(cfg.data.dataset)
         assert len(dataset) > 0
