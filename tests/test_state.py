@@ -53,3 +53,12 @@ def test_round_seeds_are_stable_and_distinct():
     assert round_seed(0, 1, 0) == round_seed(0, 1, 0)
     seeds = {round_seed(s, r, k) for s in range(3) for r in range(4) for k in range(3)}
     assert len(seeds) == 36
+
+
+def test_loading_removes_temporaries_of_killed_writes(tmp_path):
+    path = tmp_path / "state.pt"
+    save_state(path, {"fingerprint": {}, "round": 1})
+    stale = tmp_path / ".state.pt.abc123.tmp"
+    stale.write_bytes(b"half a state")
+    assert load_state(path, {})["round"] == 1
+    assert not stale.exists() and path.exists()

@@ -48,11 +48,16 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     """The state at ``path``, or None if there is none.
 
+    Temporary files that a killed :func:`atomic_write_bytes` left in the folder are removed
+    (the files they were to replace are intact).
+
     Raises:
         RegalError: the file is corrupt or truncated, or was written by a run whose
             config differs from ``fingerprint`` (other dataset, model, strategy, ...).
     """
     path = Path(path)
+    for stale in path.parent.glob(".*.tmp"):
+        stale.unlink()
     if not path.exists():
         return None
     try:
