@@ -100,3 +100,15 @@ def test_sdf_reads_structures_property_labels_and_titles(tmp_path):
         RegalError, match=r"no property 'gpa' \(data.target_column\); did you mean 'gap'"
     ):
         MoleculeDataset(str(path), target_column="gpa")
+
+
+def test_benchmark_mode_refuses_unlabeled_molecules(tmp_path):
+    from regal_torch.data.datamodule import ActiveDataModule
+    from regal_torch.loop.oracle import BenchmarkOracle
+
+    ds = MoleculeDataset(str(_csv(tmp_path, GOOD)))
+    dm = ActiveDataModule(ds, "target", val_size=0, test_size=0)
+    with pytest.raises(RegalError, match=r"1 have none \(dataset positions 2\)"):
+        BenchmarkOracle(dm.truth)
+    labeled = BenchmarkOracle(dm.truth[[0, 1, 3]])
+    assert labeled.query(torch.tensor([2])).item() == -3.0
