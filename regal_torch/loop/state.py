@@ -45,6 +45,25 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def read_state(path: Path) -> dict[str, Any]:
+    """The state at ``path``, unchecked against any config.
+
+    Raises:
+        RegalError: the file is corrupt, truncated or of another format version.
+    """
+    try:
+        state = torch.load(path, weights_only=True)
+        version = state["version"]
+    except Exception as exc:  # any failure to read means the file cannot be trusted
+        raise RegalError(
+            f"{path}: state file is corrupt or truncated ({type(exc).__name__}); "
+            "move it away to start this run over"
+        ) from exc
+    if version != STATE_VERSION:
+        raise RegalError(f"{path}: state format {version}, this regal_torch reads {STATE_VERSION}")
+    return state
+
+
 def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     """The state at ``path``, or None if there is none.
 
@@ -60,16 +79,7 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
         stale.unlink()
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, weights_only=True)
-        version = state["version"]
-    except Exception as exc:  # any failure to read means the file cannot be trusted
-        raise RegalError(
-            f"{path}: state file is corrupt or truncated ({type(exc).__name__}); "
-            "move it away to start this run over"
-        ) from exc
-    if version != STATE_VERSION:
-        raise RegalError(f"{path}: state format {version}, this regal_torch reads {STATE_VERSION}")
+    state = read_state(path)
     diff = [
         key
         for key in sorted(set(fingerprint) | set(state["fingerprint"]))

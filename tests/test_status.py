@@ -1,0 +1,63 @@
+"""``python -m regal_torch.status``: where a run stands, from its files alone."""
+
+import subprocess
+import sys
+
+import pytest
+
+from regal_torch.status import main
+
+
+@pytest.fixture(scope="module")
+def finished_run(qm9_root, qm9_small, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("status") / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "regal_torch.run",
+        "data.subset=300",
+        f"data.dataset.root={qm9_root}",
+        "data.datamodule.test_size=50",
+        "data.datamodule.val_size=20",
+        "loop.initial_size=20",
+        "loop.batch_size=10",
+        "loop.rounds=1",
+        "trainer.max_epochs=1",
+        "model.hidden_dim=16",
+        "model.mc_samples=4",
+        "strategy=random",
+        f"hydra.run.dir={run_dir}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return run_dir
+
+
+def test_status_of_a_finished_run(finished_run, capsys):
+    assert main([str(finished_run)]) == 0
+    out = capsys.readouterr().out
+    assert "data=qm9, model=mc_dropout, strategy=random, seed=0" in out
+    assert "rounds finished: 2 of 2" in out and "labels so far: 30" in out
+    assert "complete" in out
+
+
+def test_status_of_an_unfinished_run(finished_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run / ".hydra", run_dir / ".hydra")
+    assert main([str(run_dir)]) == 0
+    assert "no round finished yet" in capsys.readouterr().out
+
+
+def test_status_errors_are_one_line(finished_run, tmp_path, capsys):
+    assert main([str(tmp_path / "absent")]) == 2
+    assert "not a regal_torch run directory" in capsys.readouterr().err
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(finished_run, broken)
+    (broken / "state.pt").write_bytes(b"garbage")
+    assert main([str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt or truncated" in err and err.count("\n") == 1
