@@ -1,0 +1,92 @@
+"""Learn mode's query files: the molecules to label, written out and read back.
+
+A query file is a CSV with the columns ``id, smiles, predicted_mean, predicted_std, label``,
+one row per molecule picked in a round, ``label`` empty. The user fills in the labels they
+have (in that file, or in another CSV with at least ``id`` and ``label`` columns) and re-runs
+the command. Rows whose label is still empty are not taken: those molecules go back to the
+pool. Every problem is one :class:`RegalError` line naming the file and line (header = 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch import Tensor
+
+from regal_torch.errors import RegalError
+from regal_torch.loop.state import atomic_write_bytes
+
+QUERY_COLUMNS = ("id", "smiles", "predicted_mean", "predicted_std", "label")
+
+
+def query_path(run_dir: Path, round_: int) -> Path:
+    """``run_dir/queries/round_XXX.csv``, the query file of acquisition round ``round_``."""
+    return Path(run_dir) / "queries" / f"round_{round_:03d}.csv"
+
+
+def write_query(path: Path, ids: list[str], smiles: list[str], mean: Tensor, std: Tensor) -> None:
+    """Write a query file atomically, label column empty.
+
+    Shapes:
+        mean, std: ``[k]``, aligned with ``ids`` and ``smiles``.
+    """
+    frame = pd.DataFrame(
+        {
+            "id": ids,
+            "smiles": smiles,
+            "predicted_mean": mean.cpu().numpy(),
+            "predicted_std": std.cpu().numpy(),
+            "label": "",
+        },
+        columns=list(QUERY_COLUMNS),
+    )
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def read_answers(path: Path, queried: list[str]) -> dict[str, float]:
+    """The labels filled in at ``path`` for the ``queried`` ids (empty labels left out).
+
+    Raises:
+        RegalError: missing file or column, an id that was not queried or appears twice,
+            a label that is not a finite number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RegalError(f"{path}: no such file (the labels of the pending query)")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise RegalError(f"{path}: not a readable CSV file ({exc})") from exc
+    for column in ("id", "label"):
+        if column not in frame.columns:
+            close = difflib.get_close_matches(column, list(frame.columns), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise RegalError(f"{path}: no column {column!r}{hint} Available: {list(frame.columns)}")
+    wanted = set(queried)
+    answers: dict[str, float] = {}
+    seen: dict[str, int] = {}
+    for i, (ident, raw) in enumerate(zip(frame["id"], frame["label"], strict=True)):
+        line = i + 2
+        if ident not in wanted:
+            raise RegalError(f"{path}: line {line}: id {ident!r} was not queried in this round")
+        if ident in seen:
+            raise RegalError(f"{path}: line {line}: id {ident!r} repeats line {seen[ident]}")
+        seen[ident] = line
+        raw = raw.strip()
+        if raw == "":
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            value = np.nan
+        if not np.isfinite(value):
+            raise RegalError(f"{path}: line {line}: label {raw!r} is not a finite number")
+        answers[ident] = value
+    return answers
