@@ -191,17 +191,18 @@ def test_invalid_smiles(bad):
         featurize_smiles_batch(["CCO", bad])
 
 
-def test_cache_is_loaded_not_rebuilt(qm9_small, monkeypatch):
-    assert qm9_small.build_info is not None  # the fixture built it
+def test_cache_is_loaded_not_rebuilt(tmp_path, monkeypatch):
+    built = QM9Dataset(str(tmp_path), subset=50, log=False)
+    assert built.build_info is not None  # a fresh folder: built
 
     def fail(self):
         raise AssertionError("process() called although the cache exists")
 
     monkeypatch.setattr(QM9Dataset, "process", fail)
-    again = QM9Dataset(qm9_small.root, subset=300, log=False)
+    again = QM9Dataset(str(tmp_path), subset=50, log=False)
     assert again.build_info is None
-    assert torch.equal(again._data.x, qm9_small._data.x)
-    assert again[7].smiles == qm9_small[7].smiles
+    assert torch.equal(again._data.x, built._data.x)
+    assert again[7].smiles == built[7].smiles
 
 
 def test_constructor_errors(tmp_path):

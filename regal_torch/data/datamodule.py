@@ -142,6 +142,8 @@ class _Molecules(Dataset):
     def __getitem__(self, i: int) -> Data:
         d = self.dataset[int(self.positions[i])]
         out = Data(x=d.x, edge_index=d.edge_index, edge_attr=d.edge_attr)
+        if "smiles" in d:  # models on fixed descriptors (model=gp) compute them from it
+            out.smiles = d.smiles
         if self.targets is not None:
             out.y = self.targets[i].view(1)
         return out

@@ -1,4 +1,14 @@
-"""The active-learning loop: train -> predict pool -> select -> label -> record -> checkpoint."""
+"""The active-learning loop: train -> predict pool -> select -> label -> record -> checkpoint.
+
+Model protocol: each round builds ``instantiate(cfg.model)(node_dim=..., edge_dim=...)``
+(with ``loop.warm_start``, loads the previous round's ``state_dict`` into it), trains it with
+``trainer.fit(model, datamodule=dm)`` and predicts test, val and pool with
+:func:`regal_torch.models.prediction.predict` (per-batch ``trainer.predict``, concatenated,
+then the model's optional ``complete_prediction`` hook, where GPs attach their block
+covariance). With ``loop.recalibrate``, the pool prediction that the strategy sees has its
+variance multiplied by the factor fitted on the validation set
+(:mod:`regal_torch.calibration`).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +25,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from regal_torch.calibration import calibration_metrics, scale_variance
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
 from regal_torch.loop.oracle import BenchmarkOracle
 from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
 from regal_torch.metrics import regression_metrics
-from regal_torch.models.prediction import Prediction
+from regal_torch.models.prediction import Prediction, predict
 from regal_torch.strategies.base import SelectionContext
 
 # Config keys that may change between a run and its resumption without changing results.
@@ -69,6 +80,11 @@ class ActiveLoop:
     pool, selects ``loop.batch_size`` molecules and labels them. Then it checkpoints
     ``state.pt`` atomically and rewrites ``history.csv`` and ``selected.csv`` from it.
     Constructing the loop on a directory with a state resumes after its last finished round.
+
+    Each round also predicts the validation set, fits one variance scale factor on it and
+    records raw and recalibrated uncertainty metrics (:func:`calibration_metrics`). With
+    ``loop.warm_start``, the trained weights go into ``state.pt`` with the round (so a
+    resumed run continues from exactly the weights an uninterrupted one would).
     """
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
@@ -86,12 +102,14 @@ class ActiveLoop:
         self.fingerprint = {**fingerprint(cfg), "n_molecules": len(self.dataset)}
         state = load_state(self.state_path, self.fingerprint)
         self.history: list[dict[str, Any]] = []
+        self.weights: dict[str, torch.Tensor] | None = None
         if state is None:
             self._label_initial()
             self.next_round = 0
         else:
             self.dm.label(state["labeled"], state["labels"])
             self.history = state["history"]
+            self.weights = state.get("weights")
             # A last round that picked nothing is redone only if loop.rounds grew since.
             done = state["acquired"] or state["round"] >= cfg.loop.rounds
             self.next_round = state["round"] + 1 if done else state["round"]
@@ -102,6 +120,11 @@ class ActiveLoop:
             raise RegalError(
                 "loop.initial_size must be >= 2, loop.batch_size >= 1 and loop.rounds >= 0; "
                 f"got {loop.initial_size}, {loop.batch_size}, {loop.rounds}"
+            )
+        if len(self.dm.val) < 2:
+            raise RegalError(
+                f"data.datamodule.val_size leaves {len(self.dm.val)} validation molecules; "
+                "the loop needs at least 2 to recalibrate and score uncertainty"
             )
         need = loop.initial_size + loop.rounds * loop.batch_size
         if need > pool:
@@ -132,6 +155,8 @@ class ActiveLoop:
         model = instantiate(self.cfg.model)(
             node_dim=self.dataset.num_node_features, edge_dim=self.dataset.num_edge_features
         )
+        if self.cfg.loop.warm_start and self.weights is not None:
+            model.load_state_dict(self.weights)
         trainer: pl.Trainer = instantiate(self.cfg.trainer)(default_root_dir=self.run_dir)
         start = time.perf_counter()
         trainer.fit(model, datamodule=self.dm)
@@ -139,13 +164,19 @@ class ActiveLoop:
         row["seconds_train"] = time.perf_counter() - start
         start = time.perf_counter()
         test = self._predict(trainer, model, self.dm.test)
-        row.update(regression_metrics(test, self.dm.truth[self.dm.test], "test"))
+        val = self._predict(trainer, model, self.dm.val)
+        truth = self.dm.truth
+        row.update(regression_metrics(test, truth[self.dm.test], "test"))
+        row.update(calibration_metrics(test, truth[self.dm.test], val, truth[self.dm.val]))
         row["seconds_test"] = time.perf_counter() - start
         row["seconds_predict"] = row["seconds_select"] = float("nan")
         if acquire:
-            self._acquire(r, trainer, model, row)
+            scale = row["var_scale"] if self.cfg.loop.recalibrate else 1.0
+            self._acquire(r, trainer, model, row, scale)
         if r == len(self.history):
             self.history.append(row)
+        if self.cfg.loop.warm_start:
+            self.weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         save_state(
             self.state_path,
             {
@@ -155,21 +186,30 @@ class ActiveLoop:
                 "labeled": self.dm.labeled,
                 "labels": self.dm.labels[self.dm.labeled],
                 "history": self.history,
+                "weights": self.weights,
             },
         )
         self._write_tables()
         self._report(self.history[r])
 
     def _acquire(
-        self, r: int, trainer: pl.Trainer, model: pl.LightningModule, row: dict[str, Any]
+        self,
+        r: int,
+        trainer: pl.Trainer,
+        model: pl.LightningModule,
+        row: dict[str, Any],
+        var_scale: float,
     ) -> None:
-        """Predict the pool, select a batch, label it; timings go into ``row``."""
+        """Predict the pool, select a batch, label it; timings go into ``row``.
+
+        The predictions the strategy sees have their variance multiplied by ``var_scale``.
+        """
         labeled = self.dm.labeled
         start = time.perf_counter()
-        pool = self._predict(trainer, model, self.dm.pool)
+        pool = scale_variance(self._predict(trainer, model, self.dm.pool), var_scale)
         on_labeled = None
         if self.strategy.needs_labeled_prediction:
-            on_labeled = self._predict(trainer, model, labeled)
+            on_labeled = scale_variance(self._predict(trainer, model, labeled), var_scale)
         row["seconds_predict"] = time.perf_counter() - start
         start = time.perf_counter()
         context = SelectionContext(
@@ -184,8 +224,7 @@ class ActiveLoop:
         self.dm.label(picks, self.oracle.query(picks))
 
     def _predict(self, trainer: pl.Trainer, model: pl.LightningModule, positions) -> Prediction:
-        parts = trainer.predict(model, dataloaders=self.dm.loader(positions))
-        return Prediction.cat(parts)
+        return predict(trainer, model, self.dm.loader(positions))
 
     def _write_tables(self) -> None:
         loop = self.cfg.loop
@@ -214,6 +253,8 @@ class ActiveLoop:
         )
         print(
             f"round {row['round']}/{self.cfg.loop.rounds} | labeled {row['n_labeled']} | "
-            f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit}{seconds}",
+            f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit} | "
+            f"NLL {row['test_nll_recal']:.3f} (const {row['test_nll_const']:.3f}) | "
+            f"Spearman {row['test_spearman']:.2f}{seconds}",
             flush=True,
         )

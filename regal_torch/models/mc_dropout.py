@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -11,11 +10,12 @@ from torch_geometric.nn.resolver import aggregation_resolver
 
 from regal_torch.models.gine import GINEEncoder
 from regal_torch.models.prediction import Prediction
+from regal_torch.models.target_scaling import TargetScaling
 
 _MIN_VAR = 1e-12
 
 
-class MCDropoutRegressor(pl.LightningModule):
+class MCDropoutRegressor(TargetScaling):
     r"""GINE encoder -> graph pooling -> MLP head, with MC-dropout uncertainty.
 
     .. math::
@@ -68,20 +68,6 @@ class MCDropoutRegressor(pl.LightningModule):
         self.pool = aggregation_resolver(pooling)
         self.head_hidden = nn.Linear(hidden_dim, hidden_dim)
         self.head_out = nn.Linear(hidden_dim, 1)
-        self.register_buffer("target_mean", torch.zeros(()))
-        self.register_buffer("target_std", torch.ones(()))
-
-    def set_target_scaling(self, mean: float, std: float) -> None:
-        """Set the standardisation of the target (original units)."""
-        if not std > 0:
-            raise ValueError(f"target std must be positive; got {std}")
-        self.target_mean.fill_(float(mean))
-        self.target_std.fill_(float(std))
-
-    def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "target_scaling"):
-            self.set_target_scaling(*datamodule.target_scaling())
 
     def embedding(self, batch: Batch) -> Tensor:
         """Input of the last linear layer, ``[B, hidden_dim]`` (dropout only in training)."""

@@ -1,12 +1,21 @@
-"""The one object that crosses from models to strategies."""
+"""The one object that crosses from models to strategies, and the one way to get it.
+
+Prediction protocol (every model follows it; the loop and users call :func:`predict`):
+``trainer.predict(model, dataloaders=loader)`` returns one :class:`Prediction` per batch,
+:meth:`Prediction.cat` joins them, and a model with a joint posterior over the whole
+predicted set (the GPs) defines ``complete_prediction(prediction) -> Prediction``, which
+:func:`predict` calls last to attach the covariance provider over the joined rows.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 
 @dataclass
@@ -102,3 +111,14 @@ class _SelectedCovariance:
 
     def __call__(self, rows: Tensor, cols: Tensor) -> Tensor:
         return self.covariance(self.index[rows], self.index[cols])
+
+
+def predict(trainer: pl.Trainer, model: pl.LightningModule, loader: DataLoader) -> Prediction:
+    """The model's prediction over every molecule of ``loader``, in loader order.
+
+    Per-batch predictions from ``trainer.predict``, concatenated, then completed by the
+    model's ``complete_prediction`` if it has one (see the module docstring).
+    """
+    prediction = Prediction.cat(trainer.predict(model, dataloaders=loader))
+    complete = getattr(model, "complete_prediction", None)
+    return prediction if complete is None else complete(prediction)

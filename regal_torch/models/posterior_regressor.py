@@ -1,0 +1,117 @@
+"""Shared prediction of the GP regressors: a posterior over the whole training set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
+
+from regal_torch.models.exact_gp import ExactGPModel, ExactPosterior
+from regal_torch.models.prediction import Prediction
+from regal_torch.models.sparse_gp import SparsePosterior
+from regal_torch.models.target_scaling import TargetScaling
+
+
+class PosteriorRegressor(TargetScaling):
+    """Base of the GP regressors (``model=gp``, ``model=dkl``).
+
+    A subclass defines ``gp`` (an :class:`ExactGPModel` on standardised targets) and
+    :meth:`features` (the GP inputs of a batch) and, when its training ends, calls
+    :meth:`condition` on the :meth:`training_set` of :meth:`training_loader`. Then
+    :meth:`predict_step` gives mean and variance per batch, with the GP inputs as
+    ``embedding``, and :meth:`complete_prediction` (called by
+    :func:`regal_torch.models.prediction.predict` after concatenation) attaches the block
+    covariance provider over all predicted rows.
+
+    Args:
+        exact_max: Largest training set conditioned on exactly (None: always exact); above
+            it, the variational sparse posterior with ``inducing_points`` inducing inputs.
+        inducing_points: Number of inducing inputs of the sparse posterior.
+
+    Shapes:
+        ``features``: batch of B graphs -> ``[B, D]``.
+    """
+
+    gp: ExactGPModel
+
+    def __init__(self, exact_max: int | None = None, inducing_points: int = 1000) -> None:
+        super().__init__()
+        if inducing_points < 1:
+            raise ValueError(f"model.inducing_points must be >= 1; got {inducing_points}")
+        self.exact_max, self.inducing_points = exact_max, inducing_points
+        self.posterior: ExactPosterior | SparsePosterior | None = None
+
+    def features(self, batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def training_set(self, loader: Iterable[Batch]) -> tuple[Tensor, Tensor]:
+        """GP inputs ``[L, D]`` and standardised targets ``[L]`` of every batch of ``loader``."""
+        was_training = self.training
+        self.eval()
+        xs, ys = [], []
+        for batch in loader:
+            batch = batch.to(self.device)
+            xs.append(self.features(batch))
+            ys.append((batch.y.view(-1) - self.target_mean) / self.target_std)
+        self.train(was_training)
+        return torch.cat(xs), torch.cat(ys)
+
+    def training_loader(self) -> DataLoader:
+        """Every training molecule once, unshuffled: the Trainer's training loader's dataset.
+
+        (The training loader itself may shuffle and drop a last batch of one graph.)
+        """
+        loader = self.trainer.train_dataloader
+        return DataLoader(loader.dataset, batch_size=loader.batch_size or 64)
+
+    def condition(self, train_x: Tensor, train_y: Tensor) -> None:
+        """Condition the GP on GP inputs ``[L, D]`` and standardised targets ``[L]``.
+
+        Exact if ``exact_max`` is None or ``L <= exact_max``; else the variational sparse
+        posterior (:class:`SparsePosterior`) at ``inducing_points`` training inputs drawn at
+        random (fixed seed 0, so the same data give the same inducing points).
+        """
+        scaling = self.target_mean, self.target_std
+        if self.exact_max is None or len(train_x) <= self.exact_max:
+            self.posterior = ExactPosterior(self.gp, train_x, train_y, *scaling)
+            return
+        generator = torch.Generator().manual_seed(0)
+        picks = torch.randperm(len(train_x), generator=generator)[: self.inducing_points]
+        inducing = train_x[picks.to(train_x.device)]
+        self.posterior = SparsePosterior(self.gp, train_x, train_y, inducing, *scaling)
+
+    @torch.no_grad()
+    def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
+        """Posterior mean and predictive variance of one batch, in original target units."""
+        if self.posterior is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no posterior yet: fit it (Trainer.fit) first"
+            )
+        x = self.features(batch)
+        mean, var = self.posterior.mean_var(x)
+        return Prediction(mean=mean, var=var, embedding=x)
+
+    def complete_prediction(self, prediction: Prediction) -> Prediction:
+        """``prediction`` with the posterior covariance provider over all of its rows."""
+        prediction.covariance = FeatureCovariance(self.posterior, prediction.embedding)
+        return prediction
+
+
+class FeatureCovariance:
+    """Covariance provider over the rows of a prediction, from their GP inputs.
+
+    Shapes:
+        features: ``[N, D]``; ``(rows [R], cols [C])`` -> ``[R, C]``.
+    """
+
+    def __init__(self, posterior: ExactPosterior | SparsePosterior, features: Tensor) -> None:
+        self.posterior, self.features = posterior, features
+
+    def __call__(self, rows: Tensor, cols: Tensor) -> Tensor:
+        rows, cols = rows.to(self.features.device), cols.to(self.features.device)
+        same = (rows[:, None] == cols[None, :]).to(self.features.dtype)
+        return self.posterior.covariance(self.features[rows], self.features[cols], same)

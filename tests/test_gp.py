@@ -1,0 +1,131 @@
+"""Exact GP on fingerprints: fit, overfit, and its block covariance against GPyTorch's own."""
+
+import math
+
+import gpytorch
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from regal_torch.data.datamodule import ActiveDataModule
+from regal_torch.models.gp import FingerprintGP
+from regal_torch.models.prediction import predict
+from regal_torch.models.tanimoto import TanimotoKernel, morgan_fingerprints
+
+
+def _trainer():
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(qm9_small):
+    dm = ActiveDataModule(qm9_small, "gap", val_size=20, test_size=60, predict_batch_size=25)
+    # 129 = 2 x 64 + 1: the training loader drops a last batch of one; the GP must not
+    dm.label(dm.pool[:129], dm.truth[dm.pool[:129]])
+    pl.seed_everything(0)
+    model = FingerprintGP(fit_iters=60)
+    trainer = _trainer()
+    trainer.fit(model, datamodule=dm)
+    return dm, model, trainer
+
+
+def test_tanimoto_kernel_of_known_bit_vectors():
+    a = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 1.0]])
+    k = TanimotoKernel()(a, a).to_dense()
+    assert torch.allclose(k, torch.tensor([[1.0, 0.25], [0.25, 1.0]]))
+    assert torch.allclose(TanimotoKernel()(a, a, diag=True), torch.ones(2))
+    fps = morgan_fingerprints(["CCO", "CCO", "c1ccccc1"])
+    assert fps.shape == (3, 2048) and torch.equal(fps[0], fps[1]) and fps[2].sum() > 0
+
+
+def test_quick_fit_beats_the_mean_and_variance_is_positive(fitted):
+    dm, model, trainer = fitted
+    pred = predict(trainer, model, dm.loader(dm.test))
+    truth = dm.truth[dm.test]
+    baseline = (truth - dm.labels[dm.labeled].mean()).abs().mean()
+    assert (pred.mean - truth).abs().mean() < 0.9 * baseline
+    assert (pred.var > 0).all() and pred.embedding.shape == (60, 2048)
+    assert trainer.current_epoch == 0  # fitted in on_train_start; epochs skipped
+
+
+def test_fits_its_training_set_closely(fitted):
+    dm, model, trainer = fitted
+    pred = predict(trainer, model, dm.loader(dm.labeled))
+    _, std = dm.target_scaling()
+    assert (pred.mean - dm.labels[dm.labeled]).pow(2).mean().sqrt() < 0.3 * std
+
+
+def test_block_covariance_is_gpytorchs_dense_posterior(fitted):
+    dm, model, trainer = fitted
+    pred = predict(trainer, model, dm.loader(dm.test))
+    rows = torch.arange(len(pred))
+    dense = pred.covariance(rows, rows)
+    assert torch.allclose(dense, dense.T, atol=1e-6)
+    assert torch.linalg.eigvalsh(dense.double()).min() > 0
+    assert torch.allclose(dense.diagonal(), pred.var, rtol=1e-5)
+    # blocks of any rows and columns are the dense matrix's blocks
+    r, c = torch.tensor([5, 0, 17]), torch.tensor([3, 5, 59, 1])
+    assert torch.allclose(pred.covariance(r, c), dense[r][:, c], atol=1e-6)
+    # GPyTorch's own posterior, conditioned on the same data, in standardised units
+    train_x, train_y = model.training_set(dm.loader(dm.labeled, dm.labels[dm.labeled]))
+    gp = model.gp.eval()
+    gp.set_train_data(train_x, train_y, strict=False)
+    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
+        want = gp.likelihood(gp(pred.embedding))
+    std = model.target_std
+    assert torch.allclose(pred.mean, want.mean * std + model.target_mean, atol=1e-4)
+    assert torch.allclose(dense, want.covariance_matrix * std**2, atol=1e-4)
+
+
+def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(
+    qm9_root, qm9_small, tmp_path, monkeypatch
+):
+    from hydra import compose, initialize_config_dir
+
+    from regal_torch.loop.active_loop import ActiveLoop
+    from regal_torch.run import CONFIG_DIR
+    from regal_torch.strategies.uncertainty import UncertaintyStrategy
+
+    seen = []
+    original = UncertaintyStrategy._select_rows
+
+    def spy(self, prediction, k, context):
+        seen.append(prediction)
+        return original(self, prediction, k, context)
+
+    monkeypatch.setattr(UncertaintyStrategy, "_select_rows", spy)
+    histories = []
+    for recalibrate in ("true", "false"):
+        overrides = [
+            "model=gp",
+            "model.fit_iters=20",
+            "data.subset=300",
+            f"data.dataset.root={qm9_root}",
+            "data.datamodule.test_size=50",
+            "data.datamodule.val_size=20",
+            "loop.initial_size=30",
+            "loop.batch_size=10",
+            "loop.rounds=1",
+            f"loop.recalibrate={recalibrate}",
+        ]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+        histories.append(ActiveLoop(cfg, tmp_path / recalibrate).run())
+    scaled, raw = seen
+    scale = histories[0][0]["var_scale"]
+    assert scale == pytest.approx(histories[1][0]["var_scale"]) and scale != pytest.approx(1)
+    assert torch.allclose(scaled.var, scale * raw.var, rtol=1e-5)
+    rows = torch.arange(5)
+    assert torch.allclose(scaled.covariance(rows, rows), scale * raw.covariance(rows, rows))
+    assert torch.allclose(raw.covariance(rows, rows).diagonal(), raw.var[:5], rtol=1e-5)
+    for row in histories[0]:
+        for key in ("test_nll", "test_nll_recal", "test_spearman", "test_miscal_recal"):
+            assert math.isfinite(row[key])

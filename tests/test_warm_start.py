@@ -1,0 +1,63 @@
+"""loop.warm_start: each round continues from the previous weights, also across a resume."""
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.run import CONFIG_DIR
+
+
+@pytest.fixture(scope="module")
+def warm(qm9_root, qm9_small):  # qm9_small: the subset is built by its fixture
+    return [
+        "data.subset=300",
+        f"data.dataset.root={qm9_root}",
+        "data.datamodule.test_size=50",
+        "data.datamodule.val_size=20",
+        "loop.initial_size=20",
+        "loop.batch_size=10",
+        "loop.rounds=2",
+        "trainer.max_epochs=2",
+        "model.hidden_dim=16",
+        "model.mc_samples=4",
+        "loop.warm_start=true",
+    ]
+
+
+def _cfg(overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _history(run_dir):
+    return pd.read_csv(run_dir / "history.csv").filter(regex="^(round|n_labeled|test_|var_)")
+
+
+def test_warm_start_differs_from_cold_and_resumes_exactly(warm, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    ActiveLoop(_cfg(warm), straight).run()
+    weights = torch.load(straight / "state.pt", weights_only=True)["weights"]
+    assert weights and all(isinstance(v, torch.Tensor) for v in weights.values())
+
+    cold = tmp_path / "cold"
+    ActiveLoop(_cfg([*warm[:-1], "loop.warm_start=false", "loop.rounds=1"]), cold).run()
+    got, want = _history(straight), _history(cold)
+    pd.testing.assert_frame_equal(got.iloc[:1], want.iloc[:1])  # round 0 starts cold
+    assert got.loc[1, "test_mae"] != want.loc[1, "test_mae"]
+
+    original = ActiveLoop._round
+
+    def dies_in_round_2(self, r, acquire):
+        if r == 2:
+            raise KeyboardInterrupt
+        original(self, r, acquire)
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(ActiveLoop, "_round", dies_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        ActiveLoop(_cfg(warm), resumed).run()
+    monkeypatch.undo()
+    ActiveLoop(_cfg(warm), resumed).run()
+    pd.testing.assert_frame_equal(_history(resumed), _history(straight))
