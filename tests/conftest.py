@@ -17,3 +17,20 @@ def qm9_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 def qm9_small(qm9_root: str) -> QM9Dataset:
     """A real 300-molecule QM9 subset (seed 0), built once per session (about 1 s)."""
     return QM9Dataset(qm9_root, subset=300, log=False)
+
+
+@pytest.fixture(scope="session")
+def tiny(qm9_root: str) -> list[str]:
+    """Overrides for a run of a few seconds on the cached 300-molecule subset."""
+    return [
+        "data.subset=300",
+        f"data.dataset.root={qm9_root}",
+        "data.datamodule.test_size=50",
+        "data.datamodule.val_size=20",
+        "loop.initial_size=20",
+        "loop.batch_size=10",
+        "loop.rounds=2",
+        "trainer.max_epochs=2",
+        "model.hidden_dim=16",
+        "model.mc_samples=4",
+    ]

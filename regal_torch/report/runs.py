@@ -1,0 +1,121 @@
+"""Finding finished runs under folders and reading their history and saved config.
+
+A run directory is a folder holding ``history.csv`` and ``.hydra/config.yaml``: one run of
+``python -m regal_torch.run``, or one job of a ``--multirun`` sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from regal_torch.data.qm9_tables import QM9_UNITS
+from regal_torch.errors import RegalError
+
+REQUIRED_COLUMNS = ("n_labeled", "test_mae", "test_rmse")
+_QM9_DATASET = "regal_torch.data.qm9.QM9Dataset"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished (or partly finished) run.
+
+    Attributes:
+        path: the run directory.
+        data: the ``data=`` choice (else the dataset's class name).
+        strategy: the ``strategy=`` choice (else the strategy's class name).
+        model: the ``model=`` choice (else the model's class name).
+        target: ``data.target`` (e.g. ``gap``).
+        unit: the target's unit (e.g. ``eV``); empty where unknown.
+        history: ``history.csv``, one row per finished round.
+    """
+
+    path: Path
+    data: str
+    strategy: str
+    model: str
+    target: str
+    unit: str
+    history: pd.DataFrame
+
+
+def find_runs(dirs: Sequence[Path]) -> list[Path]:
+    """Run directories in or anywhere under each of ``dirs``, sorted, without duplicates.
+
+    Raises:
+        RegalError: a folder does not exist, or none holds a run.
+    """
+    found: set[Path] = set()
+    for folder in dirs:
+        if not folder.is_dir():
+            raise RegalError(f"{folder}: no such directory")
+        found.update(
+            history.parent.resolve()
+            for history in folder.rglob("history.csv")
+            if (history.parent / ".hydra" / "config.yaml").is_file()
+        )
+    if not found:
+        names = ", ".join(str(folder) for folder in dirs)
+        raise RegalError(f"no runs (folders with history.csv and .hydra/config.yaml) under {names}")
+    return sorted(found)
+
+
+def read_run(path: Path) -> Run:
+    """Read one run directory.
+
+    Data, strategy and model names come from Hydra's saved choices (``.hydra/hydra.yaml``,
+    ``hydra.runtime.choices``), else from the class names of the ``_target_`` entries of
+    ``.hydra/config.yaml``.
+
+    Raises:
+        RegalError: a file cannot be read, or ``history.csv`` lacks a required column or rows.
+    """
+    cfg = _load_yaml(path / ".hydra" / "config.yaml")
+    hydra_yaml = path / ".hydra" / "hydra.yaml"
+    choices = {}
+    if hydra_yaml.is_file():
+        choices = OmegaConf.select(_load_yaml(hydra_yaml), "hydra.runtime.choices", default={})
+    target = str(OmegaConf.select(cfg, "data.target", default=""))
+    qm9 = OmegaConf.select(cfg, "data.dataset._target_", default="") == _QM9_DATASET
+    return Run(
+        path=path,
+        data=choices.get("data") or _class_name(cfg, "data.dataset"),
+        strategy=choices.get("strategy") or _class_name(cfg, "strategy"),
+        model=choices.get("model") or _class_name(cfg, "model"),
+        target=target,
+        unit=QM9_UNITS.get(target, "") if qm9 else "",
+        history=_read_history(path / "history.csv"),
+    )
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    try:
+        return OmegaConf.load(path)
+    except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
+        raise RegalError(f"{path}: cannot be read ({type(exc).__name__})") from exc
+
+
+def _class_name(cfg: DictConfig, group: str) -> str:
+    target = OmegaConf.select(cfg, f"{group}._target_", default=None)
+    if target is None:
+        raise RegalError(f"{group} of the run has no _target_ and no saved Hydra choice")
+    return str(target).rsplit(".", 1)[-1]
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    try:
+        history = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RegalError(f"{path}: cannot be read as CSV ({type(exc).__name__})") from exc
+    missing = [column for column in REQUIRED_COLUMNS if column not in history.columns]
+    if missing:
+        raise RegalError(f"{path}: missing required column(s) {', '.join(missing)}")
+    if history.empty:
+        raise RegalError(f"{path}: no finished rounds")
+    return history

@@ -1,0 +1,147 @@
+"""Learning curves averaged over seeds, and the summary table that compares them with random.
+
+The definitions of its numbers are :data:`DEFINITIONS` (also written into ``summary.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from regal_torch.report.runs import Run
+
+RANDOM = ("random", "RandomStrategy")  # the baseline: choice name, or class name
+ACCURACY_COLUMNS = ("test_mae", "test_rmse", "test_r2")
+DEFINITIONS = """\
+- **mean curve** of a group (one strategy with one model): mean, sample std, min and max over
+  the group's seeds of each metric, at every `n_labeled` that all its seeds reached;
+- **final**: the mean curve's last point;
+- **AUC**: the trapezoid area under the mean test MAE over `n_labeled`, divided by the label
+  range (last minus first `n_labeled`): the MAE averaged over the labeling budget, in the
+  target's unit (lower is better; a single point gives its own MAE);
+- **labels to random's final MAE**: the first `n_labeled` at which the group's mean MAE is
+  at or below the final mean MAE of random sampling with the same model, interpolated
+  linearly between rounds (NaN when never reached); **saving** is `1 - that / random's final
+  n_labeled`, in percent.
+"""
+SUMMARY_COLUMNS = (
+    "strategy",
+    "model",
+    "n_seeds",
+    "final_n_labeled",
+    "final_mae_mean",
+    "final_mae_std",
+    "final_rmse_mean",
+    "final_rmse_std",
+    "auc_mae",
+    "random_final_mae",
+    "labels_to_random_mae",
+    "saving_pct",
+)
+
+
+def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
+    """Runs grouped by ``(strategy, model)``, keys sorted."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.strategy, run.model), []).append(run)
+    return dict(sorted(groups.items()))
+
+
+def calibration_columns(runs: Sequence[Run]) -> list[str]:
+    """History columns that start with ``test_`` beyond the accuracy ones, in file order."""
+    columns: dict[str, None] = {}
+    for run in runs:
+        columns.update(
+            (c, None)
+            for c in run.history.columns
+            if c.startswith("test_") and c not in ACCURACY_COLUMNS
+        )
+    return list(columns)
+
+
+def mean_curve(histories: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """Mean, std, min and max over seeds of ``columns`` at each ``n_labeled`` all seeds reached.
+
+    Returns:
+        One row per ``n_labeled`` (ascending), the column ``n_labeled`` and, for each metric
+        ``m`` of ``columns`` present in a history, ``m_mean``, ``m_std`` (sample std, NaN for
+        one seed), ``m_min``, ``m_max``.
+    """
+    common = set.intersection(*(set(h["n_labeled"]) for h in histories))
+    present = [c for c in columns if any(c in h.columns for h in histories)]
+    stacked = pd.concat([h.reindex(columns=["n_labeled", *present]) for h in histories])
+    stacked = stacked[stacked["n_labeled"].isin(common)]
+    stats = stacked.groupby("n_labeled")[present].agg(["mean", "std", "min", "max"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    return stats.reset_index().sort_values("n_labeled", ignore_index=True)
+
+
+def area_under_curve(n_labeled: np.ndarray, mae: np.ndarray) -> float:
+    """Trapezoid area under ``mae`` over ``n_labeled``, divided by the label range.
+
+    Shapes:
+        n_labeled, mae: ``[R]``, ``n_labeled`` ascending.
+    """
+    if len(n_labeled) == 1:
+        return float(mae[0])
+    area = np.sum((mae[1:] + mae[:-1]) / 2 * np.diff(n_labeled))
+    return float(area / (n_labeled[-1] - n_labeled[0]))
+
+
+def labels_to_reach(n_labeled: np.ndarray, mae: np.ndarray, level: float) -> float:
+    """First ``n_labeled`` at which ``mae <= level``, linear between rounds; NaN if never.
+
+    Shapes:
+        n_labeled, mae: ``[R]``, ``n_labeled`` ascending.
+    """
+    reached = np.flatnonzero(mae <= level)
+    if len(reached) == 0:
+        return float("nan")
+    i = reached[0]
+    if i == 0:
+        return float(n_labeled[0])
+    fraction = (mae[i - 1] - level) / (mae[i - 1] - mae[i])
+    return float(n_labeled[i - 1] + fraction * (n_labeled[i] - n_labeled[i - 1]))
+
+
+def summarize(
+    curves: dict[tuple[str, str], pd.DataFrame], seeds: dict[tuple[str, str], int]
+) -> pd.DataFrame:
+    """The summary table: one row per ``(strategy, model)`` with :data:`SUMMARY_COLUMNS`.
+
+    Args:
+        curves: each group's :func:`mean_curve` (with ``test_mae`` and ``test_rmse``).
+        seeds: each group's number of runs.
+    """
+    finals = {key: curve.iloc[-1] for key, curve in curves.items()}
+    rows = []
+    for (strategy, model), curve in curves.items():
+        final, n, mae = finals[strategy, model], curve["n_labeled"], curve["test_mae_mean"]
+        row = {
+            "strategy": strategy,
+            "model": model,
+            "n_seeds": seeds[strategy, model],
+            "final_n_labeled": int(final["n_labeled"]),
+            "final_mae_mean": final["test_mae_mean"],
+            "final_mae_std": final["test_mae_std"],
+            "final_rmse_mean": final["test_rmse_mean"],
+            "final_rmse_std": final["test_rmse_std"],
+            "auc_mae": area_under_curve(n.to_numpy(float), mae.to_numpy(float)),
+        }
+        random = next((finals[s, m] for s, m in finals if s in RANDOM and m == model), None)
+        if random is not None:
+            reach = labels_to_reach(n.to_numpy(float), mae.to_numpy(float), random["test_mae_mean"])
+            row["random_final_mae"] = random["test_mae_mean"]
+            row["labels_to_random_mae"] = reach
+            row["saving_pct"] = 100 * (1 - reach / random["n_labeled"])
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=list(SUMMARY_COLUMNS))
+
+
+def models_without_random(summary: pd.DataFrame) -> list[str]:
+    """Models of the summary that have no random-sampling group to compare with."""
+    with_random = set(summary.loc[summary["strategy"].isin(RANDOM), "model"])
+    return sorted(set(summary["model"]) - with_random)

@@ -1,0 +1,66 @@
+"""Sweeps: the basic and submitit_local launchers, the SLURM launcher preset, the DDP preset."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from regal_torch.run import CONFIG_DIR
+
+# Keeps the cache path out of the job folder names (hydra.job.override_dirname).
+NO_ROOT_IN_DIRNAME = "hydra.job.config.override_dirname.exclude_keys=[data.dataset.root]"
+
+
+def sweep(tiny: list[str], sweep_dir, *extra: str) -> subprocess.CompletedProcess:
+    """``python -m regal_torch.run --multirun`` over strategy random, uncertainty x seed 0, 1."""
+    cmd = [
+        sys.executable, "-m", "regal_torch.run", "--multirun",
+        "strategy=random,uncertainty", "seed=0,1", *tiny, *extra,
+        f"hydra.sweep.dir={sweep_dir}", NO_ROOT_IN_DIRNAME,
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=sweep_dir.parent)
+
+
+def assert_complete_sweep(sweep_dir) -> None:
+    """Four job folders named by their overrides, each with a finished 3-round history."""
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/history.csv"))
+    names = [
+        (p.name.split("seed=")[1].split(",")[0], p.name.split("strategy=")[1][:6]) for p in jobs
+    ]
+    assert sorted(names) == [("0", "random"), ("0", "uncert"), ("1", "random"), ("1", "uncert")]
+    for job in jobs:
+        assert pd.read_csv(job / "history.csv")["n_labeled"].tolist() == [20, 30, 40]
+        assert (job / ".hydra" / "config.yaml").is_file() and (job / "state.pt").is_file()
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_runs_every_job(tiny, qm9_small, tmp_path):
+    out = sweep(tiny, tmp_path / "sweep", "hydra/launcher=submitit_local")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert_complete_sweep(tmp_path / "sweep")
+    assert len(list((tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))) == 4
+
+
+def test_slurm_preset_composes_with_overrides():
+    cmd = [
+        sys.executable, "-m", "regal_torch.run", "hydra/launcher=slurm",
+        "hydra.launcher.partition=a100", "hydra.launcher.timeout_min=30",
+        "--cfg", "hydra", "--package", "hydra.launcher",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = set(out.stdout.splitlines())
+    assert (
+        "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in lines
+    )
+    assert {"partition: a100", "timeout_min: 30", "gpus_per_task: 1"} <= lines
+    assert {"mem_gb: 32", "cpus_per_task: 8"} <= lines
+
+
+def test_ddp_preset_composes():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["trainer=ddp", "trainer.devices=4"])
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 4
+    assert cfg.trainer.accelerator == "auto" and cfg.trainer.max_epochs == 100
