@@ -22,6 +22,10 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # GP models fit in on_train_start, without an optimizer or validation step of their own.
+    warnings.filterwarnings("ignore", message=".*configure_optimizers.*returned.*None.*")
+    warnings.filterwarnings("ignore", message=".*You defined a `validation_step` but have no.*")
+    warnings.filterwarnings("ignore", message=".*`val_dataloader`.*validation_step.*")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
