@@ -1,23 +1,34 @@
 """Strategies on hand-made predictions, where the right picks are known."""
 
+from pathlib import Path
+
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from regal_torch.errors import RegalError
 from regal_torch.models.prediction import Prediction
+from regal_torch.run import CONFIG_DIR
 from regal_torch.strategies.random import RandomStrategy
 from regal_torch.strategies.uncertainty import UncertaintyStrategy
 
-STRATEGIES = [RandomStrategy(), UncertaintyStrategy()]
+# Every strategy option, with its configured defaults.
+STRATEGIES = [
+    instantiate(OmegaConf.load(path))
+    for path in sorted((Path(CONFIG_DIR) / "strategy").glob("*.yaml"))
+]
 
 
-def _context(pool, labeled=(), seed=0):
+def _context(pool, labeled=(), seed=0, labeled_prediction=None, labeled_targets=None):
     from regal_torch.strategies.base import SelectionContext
 
     return SelectionContext(
         pool=torch.as_tensor(pool),
         labeled=torch.as_tensor(labeled, dtype=torch.long),
         generator=torch.Generator().manual_seed(seed),
+        labeled_prediction=labeled_prediction,
+        labeled_targets=labeled_targets,
     )
 
 
@@ -39,16 +50,32 @@ def test_uncertainty_breaks_ties_by_pool_order():
     assert picks.tolist() == [6, 7]
 
 
+def _full_prediction(n, generator):
+    """Mean, var, samples and embedding for ``n`` molecules, with duplicated rows."""
+    samples = torch.randn(6, n, generator=generator)
+    samples[:, 1::5] = samples[:, ::5]  # every fifth molecule has a twin
+    embedding = torch.randn(n, 8, generator=generator)
+    embedding[1::5] = embedding[::5]
+    return Prediction(samples.mean(0), samples.var(0), samples, embedding)
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
-def test_invariants(strategy):
+@pytest.mark.parametrize("k", [17, 100])
+def test_invariants(strategy, k):
+    generator = torch.Generator().manual_seed(1)
     pool = torch.arange(100, 300, 2)
     labeled = torch.arange(0, 100)
-    pred = _prediction(torch.rand(len(pool), generator=torch.Generator().manual_seed(1)) + 0.1)
-    picks = strategy.select(pred, 17, _context(pool, labeled, seed=3))
-    assert picks.numel() == 17 and picks.unique().numel() == 17
+    pred = _full_prediction(len(pool), generator)
+    on_labeled = _full_prediction(len(labeled), generator)
+    targets = on_labeled.mean + 0.1
+
+    def select(seed):
+        return strategy.select(pred, k, _context(pool, labeled, seed, on_labeled, targets))
+
+    picks = select(3)
+    assert picks.numel() == k and picks.unique().numel() == k
     assert torch.isin(picks, pool).all() and not torch.isin(picks, labeled).any()
-    again = strategy.select(pred, 17, _context(pool, labeled, seed=3))
-    assert torch.equal(picks, again)
+    assert torch.equal(picks, select(3))
 
 
 def test_random_depends_on_seed_and_is_uniform():
@@ -97,3 +124,23 @@ def test_prediction_checks_shapes_and_selects_rows():
     )
     with pytest.raises(ValueError, match="samples"):
         Prediction(mean=torch.zeros(4), var=torch.ones(4), samples=torch.zeros(4, 3))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
+def test_strategies_run_on_the_prediction_device(strategy):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    generator = torch.Generator().manual_seed(1)
+    pool, labeled = torch.arange(100, 2100), torch.arange(0, 100)
+    pred, on_labeled = _full_prediction(len(pool), generator), _full_prediction(100, generator)
+    targets = on_labeled.mean + 0.1
+    cuda = [p.index_select(torch.arange(len(p))) for p in (pred, on_labeled)]
+    for p in cuda:
+        for name in ("mean", "var", "samples", "embedding"):
+            setattr(p, name, getattr(p, name).cuda())
+    on_cpu = strategy.select(pred, 50, _context(pool, labeled, 3, on_labeled, targets))
+    on_gpu = strategy.select(cuda[0], 50, _context(pool, labeled, 3, cuda[1], targets.cuda()))
+    assert on_gpu.unique().numel() == 50 and torch.isin(on_gpu.cpu(), pool).all()
+    if not isinstance(strategy, RandomStrategy):
+        assert torch.isin(on_gpu.cpu(), on_cpu).float().mean() >= 0.9

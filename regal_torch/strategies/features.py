@@ -1,0 +1,144 @@
+"""Features and kernels shared by the batch strategies: last-layer features, their sketch and
+posterior, and squared distances computed in row blocks (never a pool-by-pool matrix).
+
+The batch methods of Holzmüller et al. (JMLR 2023) work with a kernel
+``k(x, x') = phi(x)^T phi(x')`` on features ``phi``. For a model whose output is linear in its
+embedding (every model here), the gradient of the output with respect to the last layer's
+weights is the embedding itself (plus a constant 1 for the bias, which cancels in distances),
+so the last-layer gradient kernel is the linear kernel on :attr:`Prediction.embedding`.
+"Sketched gradient features" (``sketch_dim``) are a Gaussian random projection of these
+features to ``sketch_dim`` dimensions, as in the paper's ``rp`` transform; gradients with
+respect to earlier layers (the paper's full ``grad`` kernel) need per-molecule backward
+passes through the network, which a :class:`Prediction` does not carry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from regal_torch.errors import RegalError
+from regal_torch.models.prediction import Prediction
+from regal_torch.strategies.base import SelectionContext
+
+# Pool rows per block when distances to many centers are computed at once.
+_BLOCK_ROWS = 8192
+
+
+def labeled_embedding(name: str, prediction: Prediction, context: SelectionContext) -> Tensor:
+    """The labeled set's embedding from the context, ``[L, D]`` (``[0, D]`` if none is labeled).
+
+    Raises:
+        RegalError: naming the missing piece when the labeled set is not empty but the
+            context has no prediction over it, or that prediction has no embedding.
+    """
+    if len(context.labeled) == 0:
+        return prediction.embedding.new_zeros(0, prediction.embedding.shape[1])
+    if context.labeled_prediction is None:
+        raise RegalError(
+            f"strategy {name} needs SelectionContext.labeled_prediction (the model's prediction "
+            "over the labeled set), which the caller did not give"
+        )
+    if context.labeled_prediction.embedding is None:
+        raise RegalError(
+            f"strategy {name} needs Prediction.embedding of the labeled set, "
+            "which this model does not provide"
+        )
+    return context.labeled_prediction.embedding.to(prediction.device, prediction.embedding.dtype)
+
+
+def labeled_targets(name: str, prediction: Prediction, context: SelectionContext) -> Tensor:
+    """The labeled set's targets from the context, ``[L]``, nonempty.
+
+    Raises:
+        RegalError: when the context has no targets or the labeled set is empty.
+    """
+    if context.labeled_targets is None or len(context.labeled_targets) == 0:
+        raise RegalError(
+            f"strategy {name} needs SelectionContext.labeled_targets of a nonempty labeled set"
+        )
+    return context.labeled_targets.to(prediction.device, prediction.mean.dtype)
+
+
+def kernel_features(
+    name: str, prediction: Prediction, context: SelectionContext, sketch_dim: int | None
+) -> tuple[Tensor, Tensor]:
+    """Last-layer features of pool and labeled set, optionally sketched to ``sketch_dim``.
+
+    The projection is drawn from ``context.generator``, so it is the same for the same seed.
+
+    Shapes:
+        returns pool ``[N, D']`` and labeled ``[L, D']``, ``D' = sketch_dim or D``.
+    """
+    pool = prediction.embedding
+    labeled = labeled_embedding(name, prediction, context)
+    if sketch_dim is None:
+        return pool, labeled
+    projection = torch.randn(pool.shape[1], sketch_dim, generator=context.generator)
+    projection = projection.to(pool.device, pool.dtype) / math.sqrt(sketch_dim)
+    return pool @ projection, labeled @ projection
+
+
+def noise_variance(features: Tensor, noise: float) -> float:
+    """Observation noise ``sigma^2 = noise x`` the mean of ``k(x, x)`` over the rows of
+    ``features`` (``[N, D]``), so that ``noise`` does not depend on the features' scale."""
+    return noise * features.square().sum(1).mean().item()
+
+
+def posterior_features(pool: Tensor, labeled: Tensor, sigma2: float) -> tuple[Tensor, Tensor]:
+    """Features of the linear-kernel GP posterior after observing ``labeled`` with noise
+    ``sigma2``.
+
+    ``k_post(x, x') = k(x, x') - k(x, L) (K_LL + sigma2 I)^{-1} k(L, x')
+    = phi(x)^T sigma2 (Phi_L^T Phi_L + sigma2 I)^{-1} phi(x')`` (Woodbury), so the posterior
+    features are ``sqrt(sigma2) U^{-1} phi`` with ``U U^T = Phi_L^T Phi_L + sigma2 I``:
+    one ``D x D`` Cholesky factor and one product, whatever the size of the labeled set.
+
+    Shapes:
+        pool: ``[N, D]``; labeled: ``[L, D]`` -> ``[N, D]``, ``[L, D]``.
+    """
+    eye = torch.eye(pool.shape[1], dtype=torch.float64, device=pool.device)
+    factor = torch.linalg.cholesky(labeled.double().T @ labeled.double() + sigma2 * eye)
+    # Row features phi^T U^{-T} sqrt(sigma2).
+    transform = torch.linalg.solve_triangular(factor, eye, upper=False).T * math.sqrt(sigma2)
+    transform = transform.to(pool.dtype)
+    return pool @ transform, labeled @ transform
+
+
+def nearest_sq_distances(
+    features: Tensor, centers: Tensor, norms: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Squared Euclidean distance of every row to its nearest center, and that center's row.
+
+    Computed in blocks of rows, so memory is ``O(block x M)``. With no centers the distances
+    are ``inf`` and the indices 0.
+
+    Shapes:
+        features: ``[N, D]``; centers: ``[M, D]``; norms: ``[N]`` squared row norms (optional)
+        -> ``[N]``, ``[N]``.
+    """
+    n = features.shape[0]
+    best = torch.full((n,), math.inf, dtype=features.dtype, device=features.device)
+    closest = torch.zeros(n, dtype=torch.long, device=features.device)
+    if centers.shape[0] == 0:
+        return best, closest
+    norms = features.square().sum(1) if norms is None else norms
+    center_norms = centers.square().sum(1)
+    for start in range(0, n, _BLOCK_ROWS):
+        rows = slice(start, start + _BLOCK_ROWS)
+        sq = norms[rows, None] + center_norms[None, :] - 2 * features[rows] @ centers.T
+        best[rows], closest[rows] = sq.clamp_min(0).min(1)
+    return best, closest
+
+
+def sq_distances_to(features: Tensor, norms: Tensor, row: int) -> Tensor:
+    """Squared Euclidean distance of every row of ``features`` to row ``row`` (0 at ``row``).
+
+    Shapes:
+        features: ``[N, D]``; norms: ``[N]`` squared row norms -> ``[N]``.
+    """
+    sq = torch.addmv(norms, features, features[row], alpha=-2).add_(norms[row]).clamp_min_(0)
+    sq[row] = 0
+    return sq

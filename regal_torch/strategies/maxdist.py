@@ -1,0 +1,34 @@
+"""MaxDist (Holzmüller et al., JMLR 2023): farthest-first on the last-layer kernel."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from regal_torch.models.prediction import Prediction
+from regal_torch.strategies.base import SelectionContext, Strategy
+from regal_torch.strategies.centers import NearestCenters, farthest_first
+from regal_torch.strategies.features import kernel_features
+
+
+class MaxDistStrategy(Strategy):
+    """MaxDist-TP: pick the pool molecule with the largest kernel distance to its nearest
+    labeled or picked molecule, and repeat.
+
+    The kernel distance is ``d(x, x')^2 = k(x, x) + k(x', x') - 2 k(x, x')`` for the linear
+    kernel on the last-layer features (optionally sketched); with an empty labeled set the
+    first pick is the molecule of largest ``k(x, x)``, as in bmdal-reg.
+
+    Args:
+        sketch_dim: Random-projection dimension of the features (``None``: no sketch).
+    """
+
+    requires = ("embedding",)
+    needs_labeled_prediction = True
+
+    def __init__(self, sketch_dim: int | None = None) -> None:
+        self.sketch_dim = sketch_dim
+
+    def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
+        pool, labeled = kernel_features(type(self).__name__, prediction, context, self.sketch_dim)
+        centers = NearestCenters(pool, labeled)
+        return farthest_first(centers, k, int(centers.norms.argmax()))
