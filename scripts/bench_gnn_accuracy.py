@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from regal_torch.metrics import regression_metrics
-from regal_torch.models.prediction import Prediction
+from regal_torch.models.prediction import predict
 from regal_torch.run import CONFIG_DIR, _quiet_lightning
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -51,7 +51,7 @@ def main(overrides: list[str]) -> None:
         start = time.perf_counter()
         trainer.fit(model, datamodule=dm)
         seconds = time.perf_counter() - start
-        test = Prediction.cat(trainer.predict(model, dataloaders=dm.test_dataloader()))
+        test = predict(trainer, model, dm.test_dataloader())
         metrics = regression_metrics(test, dm.truth[dm.test], "test")
         rows.append((n, metrics["test_mae"], metrics["test_rmse"], seconds, cfg.trainer.max_epochs))
         print(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from regal_torch.data.qm9 import QM9Dataset
+from regal_torch.run import CONFIG_DIR
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +23,11 @@ def qm9_small(qm9_root: str) -> QM9Dataset:
 
 
 @pytest.fixture(scope="session")
-def tiny(qm9_root: str) -> list[str]:
-    """Overrides for a run of a few seconds on the cached 300-molecule subset."""
+def tiny(qm9_root: str, qm9_small: QM9Dataset) -> list[str]:
+    """Overrides for a run of a few seconds on the cached 300-molecule subset.
+
+    (Depends on ``qm9_small`` so that the subset is built by that fixture.)
+    """
     return [
         "data.subset=300",
         f"data.dataset.root={qm9_root}",
@@ -34,3 +40,9 @@ def tiny(qm9_root: str) -> list[str]:
         "model.hidden_dim=16",
         "model.mc_samples=4",
     ]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The run config that ``python -m regal_torch.run OVERRIDES`` would get."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)

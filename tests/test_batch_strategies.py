@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 
 from regal_torch.errors import RegalError
 from regal_torch.loop.active_loop import ActiveLoop
@@ -252,22 +252,8 @@ NEW = sorted(
 
 
 @pytest.mark.parametrize("strategy", NEW)
-def test_strategy_runs_in_the_loop(strategy, qm9_root, tmp_path):
-    overrides = [
-        "data.subset=300",
-        f"data.dataset.root={qm9_root}",
-        "data.datamodule.test_size=50",
-        "data.datamodule.val_size=20",
-        "loop.initial_size=20",
-        "loop.batch_size=10",
-        "loop.rounds=1",
-        "trainer.max_epochs=1",
-        "model.hidden_dim=16",
-        "model.mc_samples=4",
-        f"strategy={strategy}",
-    ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+def test_strategy_runs_in_the_loop(strategy, tiny, tmp_path):
+    cfg = compose_config([*tiny, "loop.rounds=1", "trainer.max_epochs=1", f"strategy={strategy}"])
     loop = ActiveLoop(cfg, tmp_path)
     history = loop.run()
     assert [row["n_labeled"] for row in history] == [20, 30]

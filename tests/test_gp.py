@@ -85,13 +85,10 @@ def test_block_covariance_is_gpytorchs_dense_posterior(fitted):
     assert torch.allclose(dense, want.covariance_matrix * std**2, atol=1e-4)
 
 
-def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(
-    qm9_root, qm9_small, tmp_path, monkeypatch
-):
-    from hydra import compose, initialize_config_dir
+def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(tiny, tmp_path, monkeypatch):
+    from conftest import compose_config
 
     from regal_torch.loop.active_loop import ActiveLoop
-    from regal_torch.run import CONFIG_DIR
     from regal_torch.strategies.uncertainty import UncertaintyStrategy
 
     seen = []
@@ -105,19 +102,14 @@ def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(
     histories = []
     for recalibrate in ("true", "false"):
         overrides = [
+            *(o for o in tiny if not o.startswith("model.")),
             "model=gp",
             "model.fit_iters=20",
-            "data.subset=300",
-            f"data.dataset.root={qm9_root}",
-            "data.datamodule.test_size=50",
-            "data.datamodule.val_size=20",
             "loop.initial_size=30",
-            "loop.batch_size=10",
             "loop.rounds=1",
             f"loop.recalibrate={recalibrate}",
         ]
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
+        cfg = compose_config(overrides)
         histories.append(ActiveLoop(cfg, tmp_path / recalibrate).run())
     scaled, raw = seen
     scale = histories[0][0]["var_scale"]

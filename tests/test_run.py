@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config as _cfg
 from hydra.utils import instantiate
 
 from regal_torch.errors import RegalError
@@ -15,28 +15,6 @@ from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.run import CONFIG_DIR
 
 TIMINGS = ["seconds_train", "seconds_test", "seconds_predict", "seconds_select"]
-
-
-@pytest.fixture(scope="module")
-def tiny(qm9_root):
-    """Overrides for a run of a few seconds on the cached 300-molecule subset."""
-    return [
-        "data.subset=300",
-        f"data.dataset.root={qm9_root}",
-        "data.datamodule.test_size=50",
-        "data.datamodule.val_size=20",
-        "loop.initial_size=20",
-        "loop.batch_size=10",
-        "loop.rounds=2",
-        "trainer.max_epochs=2",
-        "model.hidden_dim=16",
-        "model.mc_samples=4",
-    ]
-
-
-def _cfg(overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def _tables(run_dir):

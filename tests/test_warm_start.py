@@ -3,32 +3,14 @@
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose_config as _cfg
 
 from regal_torch.loop.active_loop import ActiveLoop
-from regal_torch.run import CONFIG_DIR
 
 
 @pytest.fixture(scope="module")
-def warm(qm9_root, qm9_small):  # qm9_small: the subset is built by its fixture
-    return [
-        "data.subset=300",
-        f"data.dataset.root={qm9_root}",
-        "data.datamodule.test_size=50",
-        "data.datamodule.val_size=20",
-        "loop.initial_size=20",
-        "loop.batch_size=10",
-        "loop.rounds=2",
-        "trainer.max_epochs=2",
-        "model.hidden_dim=16",
-        "model.mc_samples=4",
-        "loop.warm_start=true",
-    ]
-
-
-def _cfg(overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+def warm(tiny):
+    return [*tiny, "loop.warm_start=true"]
 
 
 def _history(run_dir):
