@@ -33,12 +33,22 @@ def main(cfg: DictConfig) -> None:
     from regal_torch.loop.active_loop import ActiveLoop
 
     _quiet_lightning()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        ActiveLoop(cfg, run_dir).run()
+        loop = ActiveLoop(cfg, run_dir)
+        loop.run()
     except RegalError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if loop.pending is not None:
+        command = " ".join(["python -m regal_torch.run", *hydra_cfg.overrides.task])
+        print(
+            f"{len(loop.pending)} molecules to label: fill in the 'label' column of "
+            f"{loop.pending_query} (or pass labels=FILE with id,label columns), then re-run:\n"
+            f"  {command}",
+            flush=True,
+        )
     print(f"run directory: {run_dir}", flush=True)
 
 

@@ -1,7 +1,8 @@
 """``python -m regal_torch.status DIR [DIR ...]``: where a run stands, read from its files.
 
 Prints, for each run directory: the data, model and strategy, the rounds finished out of
-``loop.rounds``, the labels so far and the last test MAE, and whether the run is complete.
+``loop.rounds``, the labels so far and the last test MAE, the pending query file of a run in
+learn mode, and whether the run is complete.
 Reads ``.hydra/`` and ``state.pt`` only; runs nothing.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from regal_torch.errors import RegalError
+from regal_torch.loop.queries import query_path
 from regal_torch.loop.state import read_state
 
 
@@ -44,7 +46,15 @@ def describe(run_dir: Path) -> str:
     lines.append(f"  labels so far: {len(labeled)}")
     if history:
         lines.append(f"  last test MAE: {history[-1]['test_mae']:.4f}")
-    lines.append("  complete" if finished > rounds else "  resume: re-run the same command")
+    pending = state.get("pending")
+    if pending is not None:
+        query = query_path(run_dir, len(history))
+        lines.append(f"  pending query: {len(pending)} molecules to label in {query}")
+        lines.append("  then re-run the same command")
+    elif finished > rounds:
+        lines.append("  complete")
+    else:
+        lines.append("  resume: re-run the same command")
     return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ def uninterrupted(tiny, tmp_path_factory):
     return run_dir
 
 
-def test_contract_command(qm9_root, tmp_path):
+def test_contract_command(qm9_root, qm9_small, tmp_path):
     run_dir = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -57,9 +57,11 @@ def test_contract_command(qm9_root, tmp_path):
     assert {"round", "test_mae", "test_rmse", "test_r2", *TIMINGS} <= set(history.columns)
     assert history["test_mae"].between(0, 5).all()
     selected = pd.read_csv(run_dir / "selected.csv")
-    assert list(selected.columns) == ["round", "position", "mol_id"]
+    assert list(selected.columns) == ["round", "position", "mol_id", "label"]
     assert selected["round"].value_counts().sort_index().tolist() == [20, 10, 10, 10]
     assert selected["position"].is_unique
+    truth = qm9_small.y[selected["position"].to_numpy(), 4]  # gap, as revealed
+    assert selected["label"].to_numpy() == pytest.approx(truth.numpy())
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "state.pt").exists()
 
 

@@ -31,6 +31,9 @@ class ActiveDataModule(pl.LightningDataModule):
         val_size: Validation molecules: a fraction of the dataset if below 1, else a count.
         test_size: Test molecules: a fraction of the dataset if below 1, else a count.
         split_seed: Seed of the val/test draw.
+        holdout_from_labeled: Draw val and test only from molecules whose label the dataset
+            already has (learn mode, where the other molecules have none); sizes given as
+            fractions are then fractions of those molecules.
         batch_size: Training batch size.
         predict_batch_size: Batch size for prediction over pool, val and test.
         num_workers: DataLoader worker processes.
@@ -43,6 +46,7 @@ class ActiveDataModule(pl.LightningDataModule):
         val_size: float = 0.1,
         test_size: float = 0.1,
         split_seed: int = 0,
+        holdout_from_labeled: bool = False,
         batch_size: int = 64,
         predict_batch_size: int = 1000,
         num_workers: int = 0,
@@ -58,16 +62,26 @@ class ActiveDataModule(pl.LightningDataModule):
             raise RegalError(f"data.target={target!r} is not a target of this dataset: {names}")
         self.truth: Tensor = dataset.y[:, names.index(target)].float()
         n = len(dataset)
-        n_test, n_val = _count(test_size, n, "test_size"), _count(val_size, n, "val_size")
-        if n_test + n_val >= n:
+        eligible = torch.arange(n)
+        if holdout_from_labeled:
+            eligible = eligible[torch.isfinite(self.truth)]
+        m = len(eligible)
+        n_test, n_val = _count(test_size, m, "test_size"), _count(val_size, m, "val_size")
+        if n_test + n_val >= m and not holdout_from_labeled:
             raise RegalError(
                 f"data.datamodule: test_size ({n_test}) + val_size ({n_val}) leave no pool "
                 f"in a dataset of {n} molecules"
             )
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+        if n_test + n_val > m:
+            raise RegalError(
+                f"data.datamodule: test_size ({n_test}) + val_size ({n_val}) need more than "
+                f"the {m} molecules with a label"
+            )
+        perm = eligible[torch.randperm(m, generator=torch.Generator().manual_seed(split_seed))]
         self.test = perm[:n_test].sort().values
         self.val = perm[n_test : n_test + n_val].sort().values
-        self.pool = perm[n_test + n_val :].sort().values
+        held_out = torch.isin(torch.arange(n), perm[: n_test + n_val])
+        self.pool = torch.arange(n)[~held_out]
         self.labeled = torch.empty(0, dtype=torch.long)
         self.labels = torch.full((n,), float("nan"))
 

@@ -29,6 +29,7 @@ from regal_torch.calibration import calibration_metrics, scale_variance
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
 from regal_torch.loop.oracle import BenchmarkOracle
+from regal_torch.loop.queries import QueryOracle
 from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.prediction import Prediction, predict
@@ -36,6 +37,7 @@ from regal_torch.strategies.base import SelectionContext
 
 # Config keys that may change between a run and its resumption without changing results.
 RESUMABLE_KEYS = (
+    "labels",
     "loop.rounds",
     "data.dataset.root",
     "data.datamodule.num_workers",
@@ -88,14 +90,17 @@ class ActiveLoop:
     """
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        if cfg.mode != "benchmark":
-            raise RegalError(f"mode={cfg.mode!r} is not available yet; use mode=benchmark")
+        if cfg.mode not in ("benchmark", "learn"):
+            raise RegalError(f"mode={cfg.mode!r}: use mode=benchmark or mode=learn")
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.learn = cfg.mode == "learn"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.run_dir / "state.pt"
         self.dataset = instantiate(cfg.data.dataset)
-        self.dm: ActiveDataModule = instantiate(cfg.data.datamodule, dataset=self.dataset)
-        self.oracle = BenchmarkOracle(self.dm.truth)
+        self.dm: ActiveDataModule = instantiate(
+            cfg.data.datamodule, dataset=self.dataset, holdout_from_labeled=self.learn
+        )
+        self.oracle = self._oracle()
         self.strategy = instantiate(cfg.strategy)
         self.unit = getattr(self.dataset, "target_units", {}).get(self.dm.target, "")
         self._check_budget()
@@ -103,16 +108,48 @@ class ActiveLoop:
         state = load_state(self.state_path, self.fingerprint)
         self.history: list[dict[str, Any]] = []
         self.weights: dict[str, torch.Tensor] | None = None
+        self.label_rounds = torch.empty(0, dtype=torch.long)  # round each labeled one came in
+        self.pending: torch.Tensor | None = None  # learn mode: picks awaiting the user's labels
+        self.pending_query: Path | None = None  # and the query file written for them
         if state is None:
             self._label_initial()
             self.next_round = 0
         else:
             self.dm.label(state["labeled"], state["labels"])
+            self.label_rounds = state["label_rounds"]
             self.history = state["history"]
             self.weights = state.get("weights")
+            self.pending = state.get("pending")
             # A last round that picked nothing is redone only if loop.rounds grew since.
             done = state["acquired"] or state["round"] >= cfg.loop.rounds
+            if self.pending is not None:
+                self._ingest(state["round"])
+                done = True
             self.next_round = state["round"] + 1 if done else state["round"]
+
+    def _oracle(self) -> BenchmarkOracle | QueryOracle:
+        if not self.learn:
+            return BenchmarkOracle(self.dm.truth)
+        ids = getattr(self.dataset, "ids", None) or [str(int(i)) for i in self.dm.mol_ids]
+        return QueryOracle(self.run_dir, list(ids), list(self.dataset.smiles), self.cfg.labels)
+
+    def _add_labels(self, positions: torch.Tensor, values: torch.Tensor, round_: int) -> None:
+        self.dm.label(positions, values)
+        rounds = torch.full((len(positions),), round_, dtype=torch.long)
+        self.label_rounds = torch.cat([self.label_rounds, rounds])
+
+    def _ingest(self, r: int) -> None:
+        """Learn mode: take the labels given for round ``r``'s picks; the rest stay in the pool."""
+        positions, values = self.oracle.answers(r + 1, self.pending)
+        self._add_labels(positions, values, r + 1)
+        print(
+            f"{len(positions)} of {len(self.pending)} queried molecules labeled; "
+            f"{len(self.pending) - len(positions)} back in the pool",
+            flush=True,
+        )
+        self.pending = None
+        self._save(r, acquired=True)
+        self._write_tables()
 
     def _check_budget(self) -> None:
         loop, pool = self.cfg.loop, len(self.dm.pool)
@@ -126,6 +163,16 @@ class ActiveLoop:
                 f"data.datamodule.val_size leaves {len(self.dm.val)} validation molecules; "
                 "the loop needs at least 2 to recalibrate and score uncertainty"
             )
+        if self.learn:  # the labeled rows are the initial set; unfilled picks return to the pool
+            unlabeled = int(torch.isnan(self.dm.truth[self.dm.pool]).sum())
+            if unlabeled == 0:
+                raise RegalError("mode=learn: the pool is empty (every molecule has a label)")
+            if loop.batch_size > unlabeled and loop.rounds > 0:
+                raise RegalError(
+                    f"loop.batch_size ({loop.batch_size}) is larger than the pool "
+                    f"({unlabeled} molecules without a label)"
+                )
+            return
         need = loop.initial_size + loop.rounds * loop.batch_size
         if need > pool:
             raise RegalError(
@@ -135,10 +182,15 @@ class ActiveLoop:
             )
 
     def _label_initial(self) -> None:
-        generator = torch.Generator().manual_seed(round_seed(self.cfg.seed, 0, _INITIAL))
+        """Benchmark: ``loop.initial_size`` random pool molecules; learn: those with a label."""
         pool = self.dm.pool
+        if self.learn:
+            picks = pool[torch.isfinite(self.dm.truth[pool])]
+            self._add_labels(picks, self.dm.truth[picks], 0)
+            return
+        generator = torch.Generator().manual_seed(round_seed(self.cfg.seed, 0, _INITIAL))
         picks = pool[torch.randperm(len(pool), generator=generator)[: self.cfg.loop.initial_size]]
-        self.dm.label(picks, self.oracle.query(picks))
+        self._add_labels(picks, self.oracle.query(picks), 0)
 
     def run(self) -> list[dict[str, Any]]:
         """Run the remaining rounds; returns the history (one dict per round)."""
@@ -148,6 +200,8 @@ class ActiveLoop:
             print(f"{self.run_dir}: all {rounds} rounds already done", flush=True)
         for r in range(self.next_round, rounds + 1):
             self._round(r, acquire=r < rounds)
+            if self.pending is not None:
+                break
         return self.history
 
     def _round(self, r: int, acquire: bool) -> None:
@@ -177,20 +231,25 @@ class ActiveLoop:
             self.history.append(row)
         if self.cfg.loop.warm_start:
             self.weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        self._save(r, acquired=acquire and self.pending is None)
+        self._write_tables()
+        self._report(self.history[r])
+
+    def _save(self, r: int, acquired: bool) -> None:
         save_state(
             self.state_path,
             {
                 "fingerprint": self.fingerprint,
                 "round": r,
-                "acquired": acquire,
+                "acquired": acquired,
                 "labeled": self.dm.labeled,
                 "labels": self.dm.labels[self.dm.labeled],
+                "label_rounds": self.label_rounds,
+                "pending": self.pending,
                 "history": self.history,
                 "weights": self.weights,
             },
         )
-        self._write_tables()
-        self._report(self.history[r])
 
     def _acquire(
         self,
@@ -221,20 +280,26 @@ class ActiveLoop:
         )
         picks = self.strategy.select(pool, self.cfg.loop.batch_size, context)
         row["seconds_select"] = time.perf_counter() - start
-        self.dm.label(picks, self.oracle.query(picks))
+        if self.learn:
+            row_of = {p: i for i, p in enumerate(self.dm.pool.tolist())}
+            chosen = pool.index_select(torch.tensor([row_of[p] for p in picks.tolist()]))
+            self.pending_query = self.oracle.ask(r + 1, picks, chosen.mean, chosen.std)
+            self.pending = picks
+        else:
+            self._add_labels(picks, self.oracle.query(picks), r + 1)
 
     def _predict(self, trainer: pl.Trainer, model: pl.LightningModule, positions) -> Prediction:
         return predict(trainer, model, self.dm.loader(positions))
 
     def _write_tables(self) -> None:
-        loop = self.cfg.loop
         labeled = self.dm.labeled
-        rounds = torch.zeros(len(labeled), dtype=torch.long)
-        rounds[loop.initial_size :] = (
-            torch.arange(len(labeled) - loop.initial_size) // loop.batch_size + 1
-        )
         selected = pd.DataFrame(
-            {"round": rounds, "position": labeled, "mol_id": self.dm.mol_ids[labeled]}
+            {
+                "round": self.label_rounds,
+                "position": labeled,
+                "mol_id": self.dm.mol_ids[labeled],
+                "label": self.dm.labels[labeled],
+            }
         )
         for name, frame in (
             ("history.csv", pd.DataFrame(self.history)),

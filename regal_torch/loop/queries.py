@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import Tensor
 
 from regal_torch.errors import RegalError
@@ -90,3 +91,51 @@ def read_answers(path: Path, queried: list[str]) -> dict[str, float]:
             raise RegalError(f"{path}: line {line}: label {raw!r} is not a finite number")
         answers[ident] = value
     return answers
+
+
+class QueryOracle:
+    """Learn mode: the user labels the picked molecules through query files.
+
+    :meth:`ask` writes ``run_dir/queries/round_XXX.csv``; :meth:`answers` reads the labels
+    filled in there, or in ``labels_file`` when given (``labels=FILE``).
+
+    Args:
+        run_dir: The run directory.
+        ids: The user's id of every dataset position.
+        smiles: The SMILES of every dataset position.
+        labels_file: A CSV with ``id`` and ``label`` columns to read instead of the query file.
+    """
+
+    def __init__(
+        self, run_dir: Path, ids: list[str], smiles: list[str], labels_file: str | None = None
+    ) -> None:
+        self.run_dir, self.ids, self.smiles = Path(run_dir), ids, smiles
+        self.labels_file = labels_file
+
+    def ask(self, round_: int, positions: Tensor, mean: Tensor, std: Tensor) -> Path:
+        """Write the query file of ``round_`` for ``positions`` (``[k]``); returns its path."""
+        path = query_path(self.run_dir, round_)
+        chosen = positions.tolist()
+        write_query(
+            path, [self.ids[p] for p in chosen], [self.smiles[p] for p in chosen], mean, std
+        )
+        return path
+
+    def answers(self, round_: int, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """The queried ``positions`` that got a label, and their labels (``[m]`` each).
+
+        Raises:
+            RegalError: no label filled in yet, or a bad answer file (:func:`read_answers`).
+        """
+        path = Path(self.labels_file) if self.labels_file else query_path(self.run_dir, round_)
+        queried = [self.ids[p] for p in positions.tolist()]
+        got = read_answers(path, queried)
+        if not got:
+            raise RegalError(
+                f"{path}: no label filled in yet; fill in the 'label' column and re-run"
+            )
+        filled = [(p, got[i]) for p, i in zip(positions.tolist(), queried, strict=True) if i in got]
+        return (
+            torch.tensor([p for p, _ in filled], dtype=torch.long),
+            torch.tensor([v for _, v in filled], dtype=torch.float),
+        )

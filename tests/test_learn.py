@@ -1,0 +1,113 @@
+"""Learn mode: run, fill in the query file (partly), re-run, and so on; bad answers refused."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import compose_config
+
+from regal_torch.errors import RegalError
+from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.status import main as status_main
+
+
+@pytest.fixture
+def csv(qm9_small, tmp_path):
+    """60 QM9 molecules with ids; the first 40 carry their gap, the last 20 none."""
+    rows = [
+        f"m{i},{qm9_small[i].smiles},{qm9_small.y[i, 4].item() if i < 40 else ''}"
+        for i in range(60)
+    ]
+    path = tmp_path / "mine.csv"
+    path.write_text("name,smiles,gap\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _overrides(csv, *extra):
+    return [
+        "data=molecules",
+        f"data.path={csv}",
+        "data.target_column=gap",
+        "data.id_column=name",
+        "data.datamodule.val_size=4",
+        "data.datamodule.test_size=4",
+        "mode=learn",
+        "loop.batch_size=5",
+        "loop.rounds=2",
+        "trainer.max_epochs=1",
+        "model.hidden_dim=16",
+        "model.mc_samples=4",
+        *extra,
+    ]
+
+
+def _fill(path, values):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for i, value in values.items():
+        frame.loc[i, "label"] = value
+    frame.to_csv(path, index=False)
+
+
+def test_learn_loop_run_fill_rerun(csv, tmp_path):
+    run_dir = tmp_path / "run"
+    loop = ActiveLoop(compose_config(_overrides(csv)), run_dir)
+    assert loop.run()[0]["n_labeled"] == 32  # 40 labeled rows less 4 val and 4 test
+    held_out = set(loop.dm.val.tolist()) | set(loop.dm.test.tolist())
+    assert held_out <= set(range(40))  # val and test come from labeled rows only
+    query = run_dir / "queries" / "round_001.csv"
+    assert loop.pending_query == query
+    frame = pd.read_csv(query, keep_default_na=False)
+    assert list(frame.columns) == ["id", "smiles", "predicted_mean", "predicted_std", "label"]
+    assert len(frame) == 5 and (frame["label"] == "").all()
+    assert all(int(i[1:]) >= 40 for i in frame["id"])  # picked from the unlabeled rows
+
+    with pytest.raises(RegalError, match="no label filled in yet"):
+        ActiveLoop(compose_config(_overrides(csv)), run_dir)
+
+    _fill(query, {0: "1.5", 2: "2.5", 4: "3.5"})  # two rows left empty
+    loop = ActiveLoop(compose_config(_overrides(csv)), run_dir)
+    assert len(loop.dm.labeled) == 35
+    unfilled = frame["id"][[1, 3]].map(lambda i: int(i[1:])).tolist()
+    assert set(unfilled) <= set(loop.dm.pool.tolist())  # back in the pool
+    loop.run()
+    selected = pd.read_csv(run_dir / "selected.csv")
+    given = selected[selected["round"] == 1]
+    assert sorted(given["label"]) == [1.5, 2.5, 3.5]  # the user's labels are kept in the run
+
+    second = pd.read_csv(run_dir / "queries" / "round_002.csv", keep_default_na=False)
+    answers = tmp_path / "answers.csv"
+    answers.write_text("id,label\n" + "".join(f"{i},0.5\n" for i in second["id"]))
+    loop = ActiveLoop(compose_config(_overrides(csv, f"labels={answers}")), run_dir)
+    history = loop.run()
+    assert [row["n_labeled"] for row in history] == [32, 35, 40]
+    assert loop.pending is None
+
+
+def test_answers_for_molecules_not_queried_are_refused(csv, tmp_path):
+    ActiveLoop(compose_config(_overrides(csv)), tmp_path).run()
+    answers = tmp_path / "answers.csv"
+    answers.write_text("id,label\nm0,1.0\n")
+    with pytest.raises(RegalError, match="line 2: id 'm0' was not queried"):
+        ActiveLoop(compose_config(_overrides(csv, f"labels={answers}")), tmp_path)
+
+
+def test_batch_larger_than_pool_and_empty_pool(csv, qm9_small, tmp_path):
+    with pytest.raises(RegalError, match=r"loop.batch_size \(21\) is larger than the pool \(20"):
+        ActiveLoop(compose_config(_overrides(csv, "loop.batch_size=21")), tmp_path / "a")
+    full = tmp_path / "full.csv"
+    full.write_text("smiles,gap\n" + "".join(f"{qm9_small[i].smiles},1.0\n" for i in range(30)))
+    with pytest.raises(RegalError, match="the pool is empty"):
+        ActiveLoop(compose_config(_overrides(full, "data.id_column=null")), tmp_path / "b")
+
+
+def test_command_says_which_file_to_fill_and_how_to_continue(csv, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "regal_torch.run", *_overrides(csv), f"hydra.run.dir={run_dir}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"fill in the 'label' column of {run_dir / 'queries' / 'round_001.csv'}" in out.stdout
+    assert "then re-run:\n  python -m regal_torch.run data=molecules" in out.stdout
+    query = run_dir / "queries" / "round_001.csv"
+    assert status_main([str(run_dir)]) == 0
+    assert f"pending query: 5 molecules to label in {query}" in capsys.readouterr().out
