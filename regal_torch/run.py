@@ -9,9 +9,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from regal_torch.errors import RegalError
+from regal_torch.overrides import one_line, override_error
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
@@ -38,8 +40,8 @@ def main(cfg: DictConfig) -> None:
     try:
         loop = ActiveLoop(cfg, run_dir)
         loop.run()
-    except RegalError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except (RegalError, InstantiationException) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
         sys.exit(2)
     if loop.pending is not None:
         command = " ".join(["python -m regal_torch.run", *hydra_cfg.overrides.task])
@@ -53,4 +55,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    problem = override_error(CONFIG_DIR, sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

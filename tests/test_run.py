@@ -65,7 +65,7 @@ def test_contract_command(qm9_root, qm9_small, tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "state.pt").exists()
 
 
-def test_bad_option_is_one_line_and_exit_2(qm9_root, tmp_path):
+def test_bad_option_is_one_line_and_exit_2(qm9_root, qm9_small, tmp_path):
     cmd = [
         sys.executable,
         "-m",
@@ -190,3 +190,21 @@ def test_loop_runs_on_a_gpu(tiny, tmp_path):
     history = ActiveLoop(_cfg([*tiny, "trainer=gpu"]), tmp_path).run()
     assert [row["n_labeled"] for row in history] == [20, 30, 40]
     assert all(0 < row["test_mae"] < 5 for row in history)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "loop.batchsize=3",
+            "unknown config option 'loop.batchsize'; did you mean 'loop.batch_size'?",
+        ),
+        ("model=foo", "Could not find 'model/foo'; Available options in 'model': dkl; ensemble"),
+    ],
+)
+def test_unknown_option_is_one_line_with_a_suggestion(override, message, tmp_path):
+    cmd = [sys.executable, "-m", "regal_torch.run", override, f"hydra.run.dir={tmp_path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+    assert not (tmp_path / "state.pt").exists()
