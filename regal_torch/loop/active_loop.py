@@ -38,6 +38,9 @@ from regal_torch.strategies.base import SelectionContext
 # Config keys that may change between a run and its resumption without changing results.
 RESUMABLE_KEYS = (
     "labels",
+    "logger",
+    "trainer.logger",
+    "progress",
     "loop.rounds",
     "data.dataset.root",
     "data.datamodule.num_workers",
