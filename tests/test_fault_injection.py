@@ -12,6 +12,8 @@ import textwrap
 import pandas as pd
 import pytest
 
+from regal_torch.loop.state import read_state
+
 TIMINGS = ["seconds_train", "seconds_test", "seconds_predict", "seconds_select"]
 
 INJECT = textwrap.dedent(
@@ -90,8 +92,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(point, qm9_root, uninter
     overrides = _overrides(qm9_root, tmp_path)
     killed = _run([sys.executable, "-c", INJECT, module, owner, attr, str(nth), *overrides])
     assert killed.returncode == -9, killed.stderr  # it really died by SIGKILL
-    history = tmp_path / "history.csv"
-    rounds_before = len(pd.read_csv(history)) if history.exists() else 0
+    state = tmp_path / "state.pt"  # a resume keeps the rounds in the checkpoint
+    rounds_before = len(read_state(state)["history"]) if state.exists() else 0
     assert rounds_before < 4  # it died before the end
     resumed = _run([sys.executable, "-m", "regal_torch.run", *overrides])
     assert resumed.returncode == 0, resumed.stderr

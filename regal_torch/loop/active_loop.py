@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from regal_torch.calibration import calibration_metrics, scale_variance
 from regal_torch.data.datamodule import ActiveDataModule
@@ -216,7 +217,10 @@ class ActiveLoop:
             model.load_state_dict(self.weights)
         trainer: pl.Trainer = instantiate(self.cfg.trainer)(default_root_dir=self.run_dir)
         start = time.perf_counter()
-        trainer.fit(model, datamodule=self.dm)
+        try:
+            trainer.fit(model, datamodule=self.dm)
+        except SIGTERMException:  # Lightning ends fit with this (a SystemExit of status 0)
+            raise _terminated(r) from None
         row: dict[str, Any] = {"round": r, "n_labeled": len(self.dm.labeled)}
         row["seconds_train"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -292,7 +296,10 @@ class ActiveLoop:
             self._add_labels(picks, self.oracle.query(picks), r + 1)
 
     def _predict(self, trainer: pl.Trainer, model: pl.LightningModule, positions) -> Prediction:
-        return predict(trainer, model, self.dm.loader(positions))
+        prediction = predict(trainer, model, self.dm.loader(positions))
+        if trainer.received_sigterm:  # Lightning lets predict run on to its end
+            raise _terminated(len(self.history))
+        return prediction
 
     def _write_tables(self) -> None:
         labeled = self.dm.labeled
@@ -304,10 +311,10 @@ class ActiveLoop:
                 "label": self.dm.labels[labeled],
             }
         )
-        for name, frame in (
-            ("history.csv", pd.DataFrame(self.history)),
-            ("selected.csv", selected),
-        ):
+        tables = [("selected.csv", selected)]
+        if self.history:  # no history.csv before the first round is done
+            tables.append(("history.csv", pd.DataFrame(self.history)))
+        for name, frame in tables:
             buffer = io.StringIO()
             frame.to_csv(buffer, index=False)
             atomic_write_bytes(self.run_dir / name, buffer.getvalue().encode())
@@ -326,3 +333,15 @@ class ActiveLoop:
             f"Spearman {row['test_spearman']:.2f}{seconds}",
             flush=True,
         )
+
+
+def _terminated(r: int) -> RegalError:
+    """The error that stops a run on SIGTERM (SLURM preemption, ``kill``) during round ``r``.
+
+    Lightning catches SIGTERM inside ``fit`` and ``predict``; the round under way is dropped
+    (never recorded half-trained) and the run exits with an error, not with status 0.
+    """
+    return RegalError(
+        f"stopped by SIGTERM during round {r}; the finished rounds are kept: "
+        "run the same command again to resume"
+    )
