@@ -23,6 +23,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # A redone round (after a resume) rewrites its own log folder.
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # GP models fit in on_train_start, without an optimizer or validation step of their own.
     warnings.filterwarnings("ignore", message=".*configure_optimizers.*returned.*None.*")

@@ -24,12 +24,15 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from regal_torch.calibration import calibration_metrics, scale_variance
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
+from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.oracle import BenchmarkOracle
+from regal_torch.loop.progress import RoundProgress, show_progress
 from regal_torch.loop.queries import QueryOracle
 from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
 from regal_torch.metrics import regression_metrics
@@ -108,6 +111,8 @@ class ActiveLoop:
         self.strategy = instantiate(cfg.strategy)
         self.unit = getattr(self.dataset, "target_units", {}).get(self.dm.target, "")
         self._check_budget()
+        self.loggers = RunLoggers(cfg, run_dir)
+        self.show_progress = show_progress(cfg.get("progress", "auto"))
         self.fingerprint = {**fingerprint(cfg), "n_molecules": len(self.dataset)}
         state = load_state(self.state_path, self.fingerprint)
         self.history: list[dict[str, Any]] = []
@@ -202,11 +207,36 @@ class ActiveLoop:
         self._write_tables()  # the tables may lag the state if a run died between the two
         if self.next_round > rounds:
             print(f"{self.run_dir}: all {rounds} rounds already done", flush=True)
-        for r in range(self.next_round, rounds + 1):
-            self._round(r, acquire=r < rounds)
-            if self.pending is not None:
-                break
+            return self.history
+        self.loggers.start(self.history[: self.next_round])
+        self.progress = RoundProgress(self.next_round, rounds, self.show_progress)
+        try:
+            for r in range(self.next_round, rounds + 1):
+                self._round(r, acquire=r < rounds)
+                if self.pending is not None:
+                    break
+        finally:
+            self.progress.close()
+            self.loggers.close()
         return self.history
+
+    def _trainer(self, r: int) -> pl.Trainer:
+        """Round ``r``'s Trainer: the ``trainer`` config plus this run's folder, logger and bars.
+
+        ``trainer.enable_progress_bar: null`` (the presets) shows Lightning's per-epoch bar
+        exactly when the round bar is shown, one line below it.
+        """
+        partial = instantiate(self.cfg.trainer)
+        kwargs: dict[str, Any] = {
+            "default_root_dir": self.run_dir,
+            "logger": self.loggers.for_round(r),
+        }
+        epoch_bar = partial.keywords.get("enable_progress_bar")
+        kwargs["enable_progress_bar"] = self.show_progress if epoch_bar is None else epoch_bar
+        if kwargs["enable_progress_bar"] and self.show_progress:
+            callbacks = list(partial.keywords.get("callbacks") or [])
+            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(process_position=1, leave=False)]
+        return partial(**kwargs)
 
     def _round(self, r: int, acquire: bool) -> None:
         pl.seed_everything(round_seed(self.cfg.seed, r, _TRAIN), verbose=False)
@@ -215,7 +245,7 @@ class ActiveLoop:
         )
         if self.cfg.loop.warm_start and self.weights is not None:
             model.load_state_dict(self.weights)
-        trainer: pl.Trainer = instantiate(self.cfg.trainer)(default_root_dir=self.run_dir)
+        trainer = self._trainer(r)
         start = time.perf_counter()
         try:
             trainer.fit(model, datamodule=self.dm)
@@ -240,6 +270,7 @@ class ActiveLoop:
             self.weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         self._save(r, acquired=acquire and self.pending is None)
         self._write_tables()
+        self.loggers.log_round(self.history[r])
         self._report(self.history[r])
 
     def _save(self, r: int, acquired: bool) -> None:
@@ -326,13 +357,13 @@ class ActiveLoop:
             for name in ("train", "predict", "select")
             if not math.isnan(row[f"seconds_{name}"])
         )
-        print(
+        line = (
             f"round {row['round']}/{self.cfg.loop.rounds} | labeled {row['n_labeled']} | "
             f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit} | "
             f"NLL {row['test_nll_recal']:.3f} (const {row['test_nll_const']:.3f}) | "
-            f"Spearman {row['test_spearman']:.2f}{seconds}",
-            flush=True,
+            f"Spearman {row['test_spearman']:.2f}{seconds}"
         )
+        self.progress.round_done(line, row["n_labeled"], row["test_mae"], unit)
 
 
 def _terminated(r: int) -> RegalError:

@@ -1,0 +1,77 @@
+"""Round-level progress of a run: one line per finished round, and a bar on a terminal.
+
+The line (round, labels, test metrics, seconds per phase, elapsed time and an estimate of the
+time left) always goes to stdout, so logs of batch jobs show it too. The bar (rounds done /
+total, labels so far, last test MAE, elapsed and remaining time) is drawn on stderr only when
+``progress`` is true, or ``auto`` and stderr is a terminal; Lightning's per-epoch bar is then
+drawn below it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm import tqdm
+
+from regal_torch.errors import RegalError
+
+
+def show_progress(setting: bool | str) -> bool:
+    """``progress`` config value (true, false or "auto") -> whether to draw bars.
+
+    Raises:
+        RegalError: the value is none of those.
+    """
+    if setting == "auto":
+        return sys.stderr.isatty()
+    if isinstance(setting, bool):
+        return setting
+    raise RegalError(f"progress must be true, false or auto; got {setting!r}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"
+
+
+class RoundProgress:
+    """Progress over rounds ``first_round .. last_round`` of one process.
+
+    Args:
+        first_round: The round this process starts at (0, or later on a resume).
+        last_round: The last round (``loop.rounds``).
+        show: Draw the bar (see :func:`show_progress`).
+    """
+
+    def __init__(self, first_round: int, last_round: int, show: bool) -> None:
+        self.remaining = last_round + 1 - first_round
+        self.start = self.last = time.perf_counter()
+        self.bar = tqdm(
+            total=last_round + 1,
+            initial=first_round,
+            desc="rounds",
+            unit="round",
+            disable=not show,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
+    def round_done(self, line: str, n_labeled: int, mae: float, unit: str) -> None:
+        """Print ``line`` with the elapsed time and an estimate of the time left; move the bar.
+
+        The estimate is the last round's duration times the rounds left (rounds cost more as
+        the labeled set grows, so it errs low rather than high).
+        """
+        now = time.perf_counter()
+        self.remaining -= 1
+        left = f" | left ~{_clock((now - self.last) * self.remaining)}" if self.remaining else ""
+        self.last = now
+        tqdm.write(f"{line} | elapsed {_clock(now - self.start)}{left}", file=sys.stdout)
+        sys.stdout.flush()
+        self.bar.set_postfix_str(f"labeled {n_labeled}, test MAE {mae:.4f}{unit}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
