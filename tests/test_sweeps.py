@@ -5,8 +5,11 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import compose_config
 from hydra import compose, initialize_config_dir
 
+from regal_torch.errors import RegalError
+from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.run import CONFIG_DIR
 
 # Keeps the cache path out of the job folder names (hydra.job.override_dirname).
@@ -64,3 +67,10 @@ def test_ddp_preset_composes():
         cfg = compose(config_name="config", overrides=["trainer=ddp", "trainer.devices=4"])
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 4
     assert cfg.trainer.accelerator == "auto" and cfg.trainer.max_epochs == 100
+
+
+def test_multi_process_trainer_is_refused_before_training(tiny, tmp_path):
+    cfg = compose_config([*tiny, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])
+    with pytest.raises(RegalError, match="spans 2 processes.*use trainer=gpu"):
+        ActiveLoop(cfg, tmp_path).run()
+    assert not (tmp_path / "history.csv").exists()

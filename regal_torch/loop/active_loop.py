@@ -236,7 +236,15 @@ class ActiveLoop:
         if kwargs["enable_progress_bar"] and self.show_progress:
             callbacks = list(partial.keywords.get("callbacks") or [])
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(process_position=1, leave=False)]
-        return partial(**kwargs)
+        trainer = partial(**kwargs)
+        if trainer.world_size > 1:
+            raise RegalError(
+                f"the Trainer spans {trainer.world_size} processes (strategy "
+                f"{type(trainer.strategy).__name__}); the loop predicts and selects in one "
+                "process, so multi-device runs are not supported yet: use trainer=gpu (one "
+                "device per run) and run strategies and seeds in parallel with --multirun"
+            )
+        return trainer
 
     def _round(self, r: int, acquire: bool) -> None:
         pl.seed_everything(round_seed(self.cfg.seed, r, _TRAIN), verbose=False)
