@@ -17,7 +17,13 @@ def override_error(config_dir: str, args: list[str]) -> str | None:
     """
     if any(a.startswith("-") for a in args):
         return None
-    overrides = [a for a in args if not a.lstrip("+~").startswith("hydra")]
+    # Hydra's own options are checked by Hydra, except the search path: it adds config choices
+    # (e.g. hydra.searchpath=[file://my_configs] strategy=mine).
+    overrides = [
+        a
+        for a in args
+        if not a.lstrip("+~").startswith("hydra") or a.lstrip("+~").startswith("hydra.searchpath")
+    ]
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             compose(config_name="config", overrides=overrides)

@@ -208,3 +208,19 @@ def test_unknown_option_is_one_line_with_a_suggestion(override, message, tmp_pat
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
     assert not (tmp_path / "state.pt").exists()
+
+
+def test_own_strategy_config_through_the_search_path(tiny, tmp_path):
+    (tmp_path / "conf" / "strategy").mkdir(parents=True)
+    (tmp_path / "conf" / "strategy" / "mine.yaml").write_text(
+        "_target_: regal_torch.strategies.random.RandomStrategy\n"
+    )
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "regal_torch.run", *tiny, "loop.rounds=1", "strategy=mine",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "strategy: mine" in (run_dir / ".hydra" / "hydra.yaml").read_text()
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
