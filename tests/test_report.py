@@ -140,7 +140,17 @@ def test_summary_arithmetic_on_known_histories(known, tmp_path, capsys):
     assert "no strategy=random runs for model(s) ensemble" in printed
     assert "| uncertainty | mc_dropout | 2 | 300 | 0.4000 ± 0.1414 |" in printed
     assert "| 175 | 42% |" in printed
-    assert (tmp_path / "out" / "summary.md").read_text().count("not reached") == 1
+    assert (tmp_path / "out" / "summary.md").read_text().count("not reached") == 2  # MAE, RMSE
+    # RMSE is 1.25 x MAE: random's final 0.875 is reached at 100 + 100 * 0.375 / 0.5 = 175
+    assert unc.labels_to_random_rmse == pytest.approx(175)
+    assert unc.saving_rmse_pct == pytest.approx(100 * (1 - 175 / 300))
+    assert unc.rmse_reduction_pct == pytest.approx(100 * (1 - 0.5 / 0.875))
+    assert unc.worst_mae_vs_random_pct == pytest.approx(100 * (1.0 / 1.1 - 1))  # never worse
+    # fft stops at 200 labels: compared with random at 100 and 200 only
+    assert fft.worst_mae_vs_random_pct == pytest.approx(100 * (1.2 / 0.9 - 1))
+    assert fft.rmse_reduction_pct == pytest.approx(100 * (1 - 1.2 / 0.9))
+    assert unc.seconds_train == pytest.approx(1.0) and np.isnan(unc.seconds_select)
+    assert unc.final_nll_recal == pytest.approx(0.4) and np.isnan(unc.final_spearman)
 
 
 def test_labels_to_reach_and_auc_edge_cases():

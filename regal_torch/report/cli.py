@@ -20,6 +20,7 @@ from regal_torch.report.runs import find_runs, read_run
 from regal_torch.report.summary import (
     ACCURACY_COLUMNS,
     DEFINITIONS,
+    TIMING_COLUMNS,
     calibration_columns,
     group_runs,
     mean_curve,
@@ -65,7 +66,9 @@ def report(dirs: Sequence[Path], out: Path, loglog: bool = False) -> None:
     groups = group_runs(runs)
     calibration = calibration_columns(runs)
     curves = {
-        key: mean_curve([run.history for run in members], [*ACCURACY_COLUMNS, *calibration])
+        key: mean_curve(
+            [run.history for run in members], [*ACCURACY_COLUMNS, *calibration, *TIMING_COLUMNS]
+        )
         for key, members in groups.items()
     }
     seeds = {key: len(members) for key, members in groups.items()}

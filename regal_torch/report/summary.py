@@ -14,6 +14,7 @@ from regal_torch.report.runs import Run
 
 RANDOM = ("random", "RandomStrategy")  # the baseline: choice name, or class name
 ACCURACY_COLUMNS = ("test_mae", "test_rmse", "test_r2")
+TIMING_COLUMNS = ("seconds_train", "seconds_predict", "seconds_select")
 DEFINITIONS = """\
 - **mean curve** of a group (one strategy with one model): mean, sample std, min and max over
   the group's seeds of each metric, at every `n_labeled` that all its seeds reached;
@@ -24,7 +25,16 @@ DEFINITIONS = """\
 - **labels to random's final MAE**: the first `n_labeled` at which the group's mean MAE is
   at or below the final mean MAE of random sampling with the same model, interpolated
   linearly between rounds (NaN when never reached); **saving** is `1 - that / random's final
-  n_labeled`, in percent.
+  n_labeled`, in percent; the same for RMSE (**labels to random's final RMSE**, **RMSE
+  saving**);
+- **RMSE reduction**: `1 - RMSE / random's RMSE` at the last label count both curves have
+  (the final budget when both runs are complete), in percent (positive: better);
+- **worst MAE vs random**: the largest `MAE / random's MAE - 1` over the label counts both
+  curves have, in percent (positive: worse than random at that round, mean over seeds);
+- **s train / predict / select**: mean seconds per round of training, of predicting the pool
+  and of selecting (rounds that do not select are left out of the last two);
+- **final Spearman, NLL recal, NLL const**: the final round's `test_spearman`,
+  `test_nll_recal` and `test_nll_const` (see the README's uncertainty columns).
 """
 SUMMARY_COLUMNS = (
     "strategy",
@@ -39,6 +49,17 @@ SUMMARY_COLUMNS = (
     "random_final_mae",
     "labels_to_random_mae",
     "saving_pct",
+    "random_final_rmse",
+    "labels_to_random_rmse",
+    "saving_rmse_pct",
+    "rmse_reduction_pct",
+    "worst_mae_vs_random_pct",
+    "seconds_train",
+    "seconds_predict",
+    "seconds_select",
+    "final_spearman",
+    "final_nll_recal",
+    "final_nll_const",
 )
 
 
@@ -131,14 +152,39 @@ def summarize(
             "final_rmse_std": final["test_rmse_std"],
             "auc_mae": area_under_curve(n.to_numpy(float), mae.to_numpy(float)),
         }
-        random = next((finals[s, m] for s, m in finals if s in RANDOM and m == model), None)
-        if random is not None:
-            reach = labels_to_reach(n.to_numpy(float), mae.to_numpy(float), random["test_mae_mean"])
-            row["random_final_mae"] = random["test_mae_mean"]
-            row["labels_to_random_mae"] = reach
-            row["saving_pct"] = 100 * (1 - reach / random["n_labeled"])
+        for column in TIMING_COLUMNS:  # pandas' mean skips rounds without a value
+            if f"{column}_mean" in curve:
+                row[column] = float(curve[f"{column}_mean"].mean())
+        for name in ("spearman", "nll_recal", "nll_const"):
+            row[f"final_{name}"] = final.get(f"test_{name}_mean", float("nan"))
+        base = next((key for key in curves if key[0] in RANDOM and key[1] == model), None)
+        if base is not None:
+            row.update(_versus_random(curve, curves[base]))
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=list(SUMMARY_COLUMNS))
+
+
+def _versus_random(curve: pd.DataFrame, random: pd.DataFrame) -> dict[str, float]:
+    """The summary columns that compare one group's mean curve with random sampling's."""
+    n = curve["n_labeled"].to_numpy(float)
+    last = random.iloc[-1]
+    row = {"random_final_mae": last["test_mae_mean"], "random_final_rmse": last["test_rmse_mean"]}
+    for metric, suffix in (("mae", ""), ("rmse", "_rmse")):
+        reach = labels_to_reach(
+            n, curve[f"test_{metric}_mean"].to_numpy(float), row[f"random_final_{metric}"]
+        )
+        row[f"labels_to_random_{metric}"] = reach
+        row[f"saving{suffix}_pct"] = 100 * (1 - reach / last["n_labeled"])
+    both = curve.merge(random, on="n_labeled", suffixes=("", "_random"))
+    row["rmse_reduction_pct"] = row["worst_mae_vs_random_pct"] = float("nan")
+    if len(both):
+        final = both.iloc[-1]
+        row["rmse_reduction_pct"] = 100 * (
+            1 - final["test_rmse_mean"] / final["test_rmse_mean_random"]
+        )
+        excess = both["test_mae_mean"] / both["test_mae_mean_random"] - 1
+        row["worst_mae_vs_random_pct"] = 100 * float(excess.max())
+    return row
 
 
 def models_without_random(summary: pd.DataFrame) -> list[str]:

@@ -8,7 +8,8 @@ import pandas as pd
 
 
 def summary_markdown(summary: pd.DataFrame, unit: str) -> str:
-    """A Markdown table of :func:`regal_torch.report.summary.summarize`'s output.
+    """Markdown tables of :func:`regal_torch.report.summary.summarize`'s output: accuracy
+    against random sampling, then cost per round and uncertainty quality.
 
     Values are ``mean ± std`` over seeds (the std is left out for one seed); a missing
     random baseline leaves its columns empty; a level never reached reads ``not reached``.
@@ -24,13 +25,19 @@ def summary_markdown(summary: pd.DataFrame, unit: str) -> str:
         f"AUC MAE{u}",
         "labels to random's final MAE",
         "saving",
+        "labels to random's final RMSE",
+        "RMSE saving",
+        "RMSE reduction",
+        "worst MAE vs random",
     ]
     lines = [_row(header), _row(["---"] * len(header))]
     for row in summary.itertuples(index=False):
         has_random = not math.isnan(row.random_final_mae)
-        reached = not math.isnan(row.labels_to_random_mae)
-        reach = f"{row.labels_to_random_mae:.0f}" if reached else "not reached"
-        saving = f"{row.saving_pct:.0f}%" if reached else ""
+        versus = [
+            _reach(row.labels_to_random_mae, row.saving_pct),
+            _reach(row.labels_to_random_rmse, row.saving_rmse_pct),
+            (f"{row.rmse_reduction_pct:.1f}%", f"{row.worst_mae_vs_random_pct:+.1f}%"),
+        ]
         lines.append(
             _row(
                 [
@@ -41,12 +48,33 @@ def summary_markdown(summary: pd.DataFrame, unit: str) -> str:
                     _mean_std(row.final_mae_mean, row.final_mae_std),
                     _mean_std(row.final_rmse_mean, row.final_rmse_std),
                     f"{row.auc_mae:.4f}",
-                    reach if has_random else "",
-                    saving if has_random else "",
+                    *(cell if has_random else "" for pair in versus for cell in pair),
+                ]
+            )
+        )
+    header = ["strategy", "model", "s train", "s predict", "s select", "final Spearman"]
+    header += ["final NLL recal", "final NLL const"]
+    lines += ["", _row(header), _row(["---"] * len(header))]
+    for row in summary.itertuples(index=False):
+        numbers = (row.seconds_train, row.seconds_predict, row.seconds_select)
+        uncertainty = (row.final_spearman, row.final_nll_recal, row.final_nll_const)
+        lines.append(
+            _row(
+                [
+                    row.strategy,
+                    row.model,
+                    *(f"{x:.1f}" if not math.isnan(x) else "" for x in numbers),
+                    *(f"{x:.3f}" if not math.isnan(x) else "" for x in uncertainty),
                 ]
             )
         )
     return "\n".join(lines) + "\n"
+
+
+def _reach(labels: float, saving: float) -> tuple[str, str]:
+    if math.isnan(labels):
+        return "not reached", ""
+    return f"{labels:.0f}", f"{saving:.0f}%"
 
 
 def _mean_std(mean: float, std: float) -> str:
