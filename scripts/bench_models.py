@@ -1,15 +1,18 @@
-"""Accuracy and uncertainty quality of every model after the issue's small run.
+"""Accuracy and uncertainty quality of every model, after a small run or on the QM9 study's data.
 
-Runs ``python -m regal_torch.run model=<m> strategy=uncertainty data.subset=2000
-loop.initial_size=100 loop.batch_size=50 loop.rounds=2 trainer.max_epochs=5`` for each model
-in a temporary run directory and writes the ``models`` section of BENCHMARKS.md from the last
-row of each ``history.csv``.
+``--setting small`` (default) runs ``python -m regal_torch.run model=<m> strategy=uncertainty
+data.subset=2000 loop.initial_size=100 loop.batch_size=50 loop.rounds=2 trainer.max_epochs=5``
+and writes the ``models`` section of BENCHMARKS.md; ``--setting study`` trains each model once
+on 2,200 random labels of the QM9 study (``experiment=qm9_gap_benchmark strategy=random
+loop.initial_size=2200 loop.rounds=0``: 5,000 test, 1,000 val molecules, the study's epochs)
+and writes ``models-study``. Both from the last row of each run's ``history.csv``.
 
-    python scripts/bench_models.py [model ...]
+    python scripts/bench_models.py [--setting small|study] [model ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import subprocess
@@ -24,21 +27,40 @@ sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
 
 MODELS = ("mc_dropout", "ensemble", "dkl", "gp")
-RUN = [
-    "strategy=uncertainty",
-    "data.subset=2000",
-    "loop.initial_size=100",
-    "loop.batch_size=50",
-    "loop.rounds=2",
-    "trainer.max_epochs=5",
-]
+SETTINGS = {  # name -> (section, overrides, what the last row is)
+    "small": (
+        "models",
+        [
+            "strategy=uncertainty",
+            "data.subset=2000",
+            "loop.initial_size=100",
+            "loop.batch_size=50",
+            "loop.rounds=2",
+            "trainer.max_epochs=5",
+        ],
+        "QM9 gap, 200 test molecules, last round: 200 labels",
+    ),
+    "study": (
+        "models-study",
+        [
+            "experiment=qm9_gap_benchmark",
+            "strategy=random",
+            "loop.initial_size=2200",
+            "loop.rounds=0",
+        ],
+        "QM9 gap, the study's 5,000 test and 1,000 val molecules, 2,200 random labels",
+    ),
+}
 
 
-def main(models: list[str]) -> None:
+def main(setting: str, models: list[str]) -> None:
+    section, run, what = SETTINGS[setting]
     rows = []
     for model in models:
         with tempfile.TemporaryDirectory() as run_dir:
-            cmd = [sys.executable, "-m", "regal_torch.run", f"model={model}", *RUN]
+            cmd = [sys.executable, "-m", "regal_torch.run", *run, f"model={model}"]
+            if setting == "study" and model != "mc_dropout":  # the study sets MC samples
+                cmd.append("~model.mc_samples")
             start = time.perf_counter()
             subprocess.run([*cmd, f"hydra.run.dir={run_dir}"], check=True)
             wall = time.perf_counter() - start
@@ -48,16 +70,16 @@ def main(models: list[str]) -> None:
             raise SystemExit(f"model={model}: non-finite metrics {metrics.to_dict()}")
         rows.append((model, last, wall))
     lines = [
-        "## Models: accuracy and uncertainty after a small run",
+        f"## Models: accuracy and uncertainty ({setting} setting)",
         "",
-        f"`python -m regal_torch.run model=<m> {' '.join(RUN)}` (QM9 gap, 200 test molecules,",
-        "last round: 200 labels). NLL in nats on the test set with the variance as predicted",
+        f"`python -m regal_torch.run {' '.join(run)} model=<m>` ({what}).",
+        "NLL in nats on the test set with the variance as predicted",
         "(raw) and scaled by the factor fitted on the validation set (recal); const: a constant",
         "std equal to the validation RMSE (uncertainty that does not beat it carries no",
         "information). Spearman: rank correlation of |error| and predicted std. Miscal.: "
         "miscalibration area (0 = calibrated, 0.5 = worst).",
-        f"2 CPU cores (1-minute load average when done: {os.getloadavg()[0]:.1f}; above 2 means "
-        "other jobs shared the cores).",
+        f"{os.cpu_count()} CPU cores (1-minute load average when done: "
+        f"{os.getloadavg()[0]:.1f}; above the core count means other jobs shared them).",
         "",
         "| model | test MAE (eV) | NLL raw | NLL recal | NLL const | Spearman | miscal. raw | "
         "miscal. recal | var scale | wall (s) |",
@@ -69,9 +91,16 @@ def main(models: list[str]) -> None:
             f"{r.test_nll_const:.3f} | {r.test_spearman:.2f} | {r.test_miscal:.3f} | "
             f"{r.test_miscal_recal:.3f} | {r.var_scale:.3g} | {wall:.0f} |"
         )
-    lines += ["", f"Reproduce: `python scripts/bench_models.py {' '.join(models)}`"]
-    write_section("models", "\n".join(lines))
+    lines += [
+        "",
+        f"Reproduce: `python scripts/bench_models.py --setting {setting} {' '.join(models)}`",
+    ]
+    write_section(section, "\n".join(lines))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or list(MODELS))
+    parser = argparse.ArgumentParser(description="Accuracy and uncertainty of every model.")
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="small")
+    parser.add_argument("models", nargs="*", default=list(MODELS))
+    args = parser.parse_args()
+    main(args.setting, args.models)

@@ -178,8 +178,14 @@ def test_plots_axes_and_calibration_figure(known, tmp_path, monkeypatch):
     assert labels == [
         ("labeled molecules", "test MAE (eV)", "log"),
         ("labeled molecules", "test RMSE (eV)", "log"),
+        ("labeled molecules", "test MAE vs random, same labels (%)", "log"),
     ]
     assert len(curves.axes[0].get_lines()) == 4  # strategy x model groups
+    # relative panel: the 3 mc_dropout groups (ensemble has no random runs) and the zero line
+    relative = [list(line.get_ydata()) for line in curves.axes[2].get_lines()]
+    assert len(relative) == 4
+    uncertainty = [100 * (u / r - 1) for u, r in zip([1.0, 0.6, 0.4], [1.1, 0.9, 0.7], strict=True)]
+    assert any(y == pytest.approx(uncertainty) for y in relative if len(y) == 3)
     (nll,) = [ax for ax in calibration.axes if ax.get_visible()]
     assert nll.get_ylabel() == "test Gaussian NLL (nats)" and len(nll.get_lines()) == 8
     _assert_png(tmp_path / "out" / "learning_curves.png")

@@ -15,6 +15,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from regal_torch.report.summary import RANDOM
+
 Curves = dict[tuple[str, str], pd.DataFrame]
 
 _VARIANTS = {"": "-", "_recal": "--", "_const": ":"}  # suffix -> line style
@@ -36,7 +38,8 @@ def plot_learning_curves(
     path: Path,
     loglog: bool = False,
 ) -> None:
-    """Test MAE and RMSE versus labels: mean over seeds, band from the seeds' min to max.
+    """Test MAE and RMSE versus labels: mean over seeds, band from the seeds' min to max; and,
+    where random sampling was run, each group's MAE relative to random's at equal labels.
 
     Args:
         curves: each ``(strategy, model)`` group's mean curve
@@ -47,10 +50,12 @@ def plot_learning_curves(
         path: the PNG to write.
         loglog: logarithmic x and y axes.
     """
-    figure = Figure(figsize=(12, 4.8), layout="constrained")
-    axes = figure.subplots(1, 2)
+    baselines = _random_baselines(curves)
+    panels = 3 if baselines else 2
+    figure = Figure(figsize=(6 * panels, 5.2), layout="constrained")
+    axes = figure.subplots(1, panels)
     suffix = f" ({unit})" if unit else ""
-    for ax, metric, name in zip(axes, ("test_mae", "test_rmse"), ("MAE", "RMSE"), strict=True):
+    for ax, metric, name in zip(axes[:2], ("test_mae", "test_rmse"), ("MAE", "RMSE"), strict=True):
         for color, (key, curve) in zip(_colors(len(curves)), curves.items(), strict=True):
             n = curve["n_labeled"]
             label = f"{key[0]} / {key[1]} ({seeds[key]} seed{'s' * (seeds[key] > 1)})"
@@ -64,9 +69,33 @@ def plot_learning_curves(
         if loglog:
             ax.set_xscale("log")
             ax.set_yscale("log")
-    axes[0].legend(fontsize="small")
+    if baselines:
+        _plot_relative(axes[2], curves, baselines, loglog)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right center", fontsize="small")
     figure.suptitle(f"{quantity}: mean over seeds, band = min to max over seeds")
     figure.savefig(path, dpi=_DPI)
+
+
+def _random_baselines(curves: Curves) -> dict[str, pd.DataFrame]:
+    """Each model's random-sampling mean curve (strategy ``random`` or ``RandomStrategy``)."""
+    return {model: curve for (strategy, model), curve in curves.items() if strategy in RANDOM}
+
+
+def _plot_relative(ax: Axes, curves: Curves, baselines: dict[str, pd.DataFrame], log: bool) -> None:
+    """Mean test MAE relative to random sampling's with the same model, in percent."""
+    for color, (key, curve) in zip(_colors(len(curves)), curves.items(), strict=True):
+        if key[1] not in baselines:
+            continue
+        both = curve.merge(baselines[key[1]], on="n_labeled", suffixes=("", "_random"))
+        relative = 100 * (both["test_mae_mean"] / both["test_mae_mean_random"] - 1)
+        ax.plot(both["n_labeled"], relative, "o-", color=color, markersize=3)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("labeled molecules")
+    ax.set_ylabel("test MAE vs random, same labels (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    if log:
+        ax.set_xscale("log")
 
 
 def plot_calibration(

@@ -1,0 +1,74 @@
+"""Report the QM9 gap study (issue 7) into benchmarks/qm9_gap/ and BENCHMARKS.md.
+
+The study itself is one command (2 CPU cores: about 8 minutes per run, 36 runs; re-running it
+resumes unfinished runs):
+
+    python -m regal_torch.run --multirun experiment=qm9_gap_benchmark
+
+and the side-by-side runs of bmdal-reg's LCMD and scikit-activeml's GSy (``bench`` extra):
+
+    PYTHONPATH=scripts/peers python -m regal_torch.run --multirun experiment=qm9_gap_benchmark \\
+        "hydra.searchpath=[file://scripts/peers]" strategy=bmdal_lcmd,skactiveml_gsy seed=0
+
+This script runs ``regal_torch.report`` over the sweep folder into ``benchmarks/qm9_gap/``
+(plots, ``summary.csv``, ``summary.md``) and copies the summary tables, with the number of
+finished rounds per run, into the ``qm9-study`` section of BENCHMARKS.md.
+
+    python scripts/bench_qm9_study.py [SWEEP_DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from regal_torch.report.cli import report
+from regal_torch.report.runs import find_runs, read_run
+from regal_torch.report.table import summary_markdown
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchmarks_file import write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "qm9_gap"
+
+
+def main(sweep: Path) -> None:
+    report([sweep], OUT)
+    runs = [read_run(path) for path in find_runs([sweep])]
+    done = pd.DataFrame(
+        {
+            "strategy": [run.strategy for run in runs],
+            "rounds": [len(run.history) for run in runs],
+        }
+    )
+    status = done.groupby("strategy")["rounds"].agg(lambda r: ", ".join(map(str, sorted(r))))
+    table = pd.read_csv(OUT / "summary.csv")
+    lines = [
+        "## QM9 gap active-learning study: the measured tables",
+        "",
+        "`python -m regal_torch.run --multirun experiment=qm9_gap_benchmark` (26,000 QM9",
+        "molecules: 20,000 pool, 5,000 test, 1,000 val; 200 random labels, then 10 rounds of",
+        "200; GINE MC-dropout, 60 epochs, 10 samples; one run per strategy and seed on one",
+        "pinned CPU core), reported by `python -m regal_torch.report` into",
+        "[benchmarks/qm9_gap/](benchmarks/qm9_gap/): "
+        "[learning curves](benchmarks/qm9_gap/learning_curves.png), "
+        "[calibration](benchmarks/qm9_gap/calibration.png), "
+        "[summary.csv](benchmarks/qm9_gap/summary.csv).",
+        "",
+        "Rows of `history.csv` per run (11 = finished), by strategy: "
+        + "; ".join(f"{s} [{r}]" for s, r in status.items())
+        + ". Groups average the seeds over the label counts all of them reached.",
+        "",
+        summary_markdown(table, "eV"),
+        "![learning curves](benchmarks/qm9_gap/learning_curves.png)",
+        "",
+        "Reproduce: the commands above, then `python scripts/bench_qm9_study.py`.",
+    ]
+    write_section("qm9-study", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "multirun" / "qm9_gap_benchmark")
