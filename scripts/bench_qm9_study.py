@@ -10,9 +10,9 @@ and the side-by-side runs of bmdal-reg's LCMD and scikit-activeml's GSy (``bench
     PYTHONPATH=scripts/peers python -m regal_torch.run --multirun experiment=qm9_gap_benchmark \\
         "hydra.searchpath=[file://scripts/peers]" strategy=bmdal_lcmd,skactiveml_gsy seed=0
 
-This script runs ``regal_torch.report`` over the sweep folder into ``benchmarks/qm9_gap/``
-(plots, ``summary.csv``, ``summary.md``) and copies the summary tables, with the number of
-finished rounds per run, into the ``qm9-study`` section of BENCHMARKS.md.
+This script runs ``regal_torch.report`` over the sweep's finished runs into
+``benchmarks/qm9_gap/`` (plots, ``summary.csv``, ``summary.md``) and copies the summary
+tables, with the runs per strategy, into the ``qm9-study`` section of BENCHMARKS.md.
 
     python scripts/bench_qm9_study.py [SWEEP_DIR]
 """
@@ -36,15 +36,18 @@ OUT = ROOT / "benchmarks" / "qm9_gap"
 
 
 def main(sweep: Path) -> None:
-    report([sweep], OUT)
-    runs = [read_run(path) for path in find_runs([sweep])]
-    done = pd.DataFrame(
-        {
-            "strategy": [run.strategy for run in runs],
-            "rounds": [len(run.history) for run in runs],
-        }
+    paths = find_runs([sweep])
+    rounds = {path: len(read_run(path).history) for path in paths}
+    full = max(rounds.values())
+    finished = [path for path in paths if rounds[path] == full]
+    report(finished, OUT)  # unfinished runs would cut their group's curve short
+    unfinished = sorted(
+        f"{path.name.replace('experiment=qm9_gap_benchmark,', '')} ({rounds[path]} rounds)"
+        for path in paths
+        if rounds[path] < full
     )
-    status = done.groupby("strategy")["rounds"].agg(lambda r: ", ".join(map(str, sorted(r))))
+    done = pd.DataFrame({"strategy": [read_run(p).strategy for p in finished]})
+    status = done.groupby("strategy").size()
     table = pd.read_csv(OUT / "summary.csv")
     lines = [
         "## QM9 gap active-learning study: the measured tables",
@@ -58,9 +61,9 @@ def main(sweep: Path) -> None:
         "[calibration](benchmarks/qm9_gap/calibration.png), "
         "[summary.csv](benchmarks/qm9_gap/summary.csv).",
         "",
-        "Rows of `history.csv` per run (11 = finished), by strategy: "
-        + "; ".join(f"{s} [{r}]" for s, r in status.items())
-        + ". Groups average the seeds over the label counts all of them reached.",
+        f"Finished runs ({full} rounds) reported, per strategy: "
+        + ", ".join(f"{s} {n}" for s, n in status.items())
+        + f". Still running or queued when this was written: {', '.join(unfinished) or 'none'}.",
         "",
         summary_markdown(table, "eV"),
         "![learning curves](benchmarks/qm9_gap/learning_curves.png)",
