@@ -5,6 +5,12 @@ resumes unfinished runs):
 
     python -m regal_torch.run --multirun experiment=qm9_gap_benchmark
 
+the same with the deep-kernel GP for a few strategies (the ``dkl`` study):
+
+    python -m regal_torch.run --multirun experiment=qm9_gap_benchmark model=dkl \
+        "~model.mc_samples" strategy=random,covariance,uncertainty,lcmd,bait seed=0 \
+        hydra.sweep.dir=multirun/qm9_gap_dkl
+
 and the side-by-side runs of bmdal-reg's LCMD and scikit-activeml's GSy (``bench`` extra):
 
     PYTHONPATH=scripts/peers python -m regal_torch.run --multirun experiment=qm9_gap_benchmark \\
@@ -14,7 +20,7 @@ This script runs ``regal_torch.report`` over the sweep's finished runs into
 ``benchmarks/qm9_gap/`` (plots, ``summary.csv``, ``summary.md``) and copies the summary
 tables, with the runs per strategy, into the ``qm9-study`` section of BENCHMARKS.md.
 
-    python scripts/bench_qm9_study.py [SWEEP_DIR]
+    python scripts/bench_qm9_study.py [main|dkl]
 """
 
 from __future__ import annotations
@@ -32,15 +38,30 @@ sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "qm9_gap"
+STUDIES = {  # name -> (sweep folders, output folder, BENCHMARKS.md section, model described)
+    "main": (
+        ["multirun/qm9_gap_benchmark"],
+        "benchmarks/qm9_gap",
+        "qm9-study",
+        "GINE MC-dropout, 60 epochs, 10 samples",
+    ),
+    "dkl": (
+        ["multirun/qm9_gap_dkl", "multirun/qm9_gap_dkl_b", "multirun/qm9_gap_dkl_c"],
+        "benchmarks/qm9_gap_dkl",
+        "qm9-study-dkl",
+        "deep-kernel GP (GINE encoder + exact GP), 60 epochs (`model=dkl`)",
+    ),
+}
 
 
-def main(sweep: Path) -> None:
-    paths = find_runs([sweep])
+def main(study: str) -> None:
+    sweeps, out_name, section, model = STUDIES[study]
+    out = ROOT / out_name
+    paths = find_runs([ROOT / sweep for sweep in sweeps if (ROOT / sweep).exists()])
     rounds = {path: len(read_run(path).history) for path in paths}
     full = max(rounds.values())
     finished = [path for path in paths if rounds[path] == full]
-    report(finished, OUT)  # unfinished runs would cut their group's curve short
+    report(finished, out)  # unfinished runs would cut their group's curve short
     unfinished = sorted(
         f"{path.name.replace('experiment=qm9_gap_benchmark,', '')} ({rounds[path]} rounds)"
         for path in paths
@@ -48,30 +69,30 @@ def main(sweep: Path) -> None:
     )
     done = pd.DataFrame({"strategy": [read_run(p).strategy for p in finished]})
     status = done.groupby("strategy").size()
-    table = pd.read_csv(OUT / "summary.csv")
+    table = pd.read_csv(out / "summary.csv")
     lines = [
-        "## QM9 gap active-learning study: the measured tables",
+        f"## QM9 gap active-learning study ({study}): the measured tables",
         "",
         "`python -m regal_torch.run --multirun experiment=qm9_gap_benchmark` (26,000 QM9",
         "molecules: 20,000 pool, 5,000 test, 1,000 val; 200 random labels, then 10 rounds of",
-        "200; GINE MC-dropout, 60 epochs, 10 samples; one run per strategy and seed on one",
-        "pinned CPU core), reported by `python -m regal_torch.report` into",
-        "[benchmarks/qm9_gap/](benchmarks/qm9_gap/): "
-        "[learning curves](benchmarks/qm9_gap/learning_curves.png), "
-        "[calibration](benchmarks/qm9_gap/calibration.png), "
-        "[summary.csv](benchmarks/qm9_gap/summary.csv).",
+        f"200; {model}; one run per strategy and seed on one",
+        f"pinned CPU core; sweep folders {', '.join(sweeps)}), reported by",
+        f"`python -m regal_torch.report` into [{out_name}/]({out_name}/): "
+        f"[learning curves]({out_name}/learning_curves.png), "
+        f"[calibration]({out_name}/calibration.png), "
+        f"[summary.csv]({out_name}/summary.csv).",
         "",
         f"Finished runs ({full} rounds) reported, per strategy: "
         + ", ".join(f"{s} {n}" for s, n in status.items())
         + f". Still running or queued when this was written: {', '.join(unfinished) or 'none'}.",
         "",
         summary_markdown(table, "eV"),
-        "![learning curves](benchmarks/qm9_gap/learning_curves.png)",
+        f"![learning curves]({out_name}/learning_curves.png)",
         "",
-        "Reproduce: the commands above, then `python scripts/bench_qm9_study.py`.",
+        f"Reproduce: the commands above, then `python scripts/bench_qm9_study.py {study}`.",
     ]
-    write_section("qm9-study", "\n".join(lines))
+    write_section(section, "\n".join(lines))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "multirun" / "qm9_gap_benchmark")
+    main(sys.argv[1] if len(sys.argv) > 1 else "main")
