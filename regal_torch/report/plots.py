@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from regal_torch.report.summary import RANDOM
 
@@ -119,13 +120,23 @@ def plot_calibration(
         panels.setdefault(_base(column), []).append(column)
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
-    figure = Figure(figsize=(4.5 * ncols, 3.6 * nrows), layout="constrained")
+    figure = Figure(figsize=(4.5 * ncols + 3, 3.6 * nrows), layout="constrained")
     axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (base, members) in zip(axes, panels.items(), strict=False):
         _calibration_panel(ax, curves, base, members, unit)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    figure.suptitle(f"{quantity}: uncertainty metrics, mean over seeds (dashed: recalibrated)")
+    # One legend for all panels: a colour per group, a line style per variant.
+    handles = [
+        Line2D([], [], color=color, marker="o", markersize=3, label=f"{key[0]} / {key[1]}")
+        for color, key in zip(_colors(len(curves)), curves, strict=True)
+    ]
+    handles += [
+        Line2D([], [], color="gray", linestyle=style, label=name)
+        for name, style in (("raw", "-"), ("recalibrated", "--"), ("constant std", ":"))
+    ]
+    figure.legend(handles=handles, loc="outside right center", fontsize="small")
+    figure.suptitle(f"{quantity}: uncertainty metrics, mean over seeds")
     figure.savefig(path, dpi=_DPI)
 
 
@@ -157,7 +168,6 @@ def _calibration_panel(
     ax.set_xlabel("labeled molecules")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="x-small")
 
 
 def _base(column: str) -> str:
