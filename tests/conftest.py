@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9 import QM9Dataset
 from regal_torch.run import CONFIG_DIR
 
@@ -46,3 +48,23 @@ def compose_config(overrides: list[str]) -> DictConfig:
     """The run config that ``python -m regal_torch.run OVERRIDES`` would get."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
+
+
+def quiet_trainer(max_epochs: int) -> pl.Trainer:
+    """A CPU Trainer with no logger, checkpoints, bars, summary or sanity check."""
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+
+
+@pytest.fixture
+def batch(qm9_small: QM9Dataset):
+    """One prediction batch of 40 molecules of the 300-molecule subset."""
+    dm = ActiveDataModule(qm9_small, "gap", val_size=0, test_size=0, predict_batch_size=40)
+    return next(iter(dm.loader(dm.pool[:40])))

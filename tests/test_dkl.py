@@ -4,6 +4,7 @@ import gpytorch
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import quiet_trainer
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.dkl import DeepKernelGP
@@ -11,24 +12,12 @@ from regal_torch.models.prediction import predict
 from regal_torch.models.sparse_gp import SparsePosterior
 
 
-def _trainer(epochs):
-    return pl.Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-
-
 def _fit(ds, n, epochs, **kw):
     dm = ActiveDataModule(ds, "gap", val_size=20, test_size=60, batch_size=32)
     dm.label(dm.pool[:n], dm.truth[dm.pool[:n]])
     pl.seed_everything(0)
     model = DeepKernelGP(ds.num_node_features, ds.num_edge_features, hidden_dim=32, **kw)
-    trainer = _trainer(epochs)
+    trainer = quiet_trainer(epochs)
     trainer.fit(model, datamodule=dm)
     return dm, model, trainer
 

@@ -3,29 +3,12 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import quiet_trainer
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.ensemble import EnsembleRegressor
 from regal_torch.models.gine import GINEEncoder
 from regal_torch.models.grouped_gine import GroupedGINEEncoder
-
-
-def _trainer(epochs):
-    return pl.Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-
-
-@pytest.fixture
-def batch(qm9_small):
-    dm = ActiveDataModule(qm9_small, "gap", val_size=0, test_size=0, predict_batch_size=40)
-    return next(iter(dm.loader(dm.pool[:40])))
 
 
 def _dm(ds, n, batch_size):
@@ -77,7 +60,7 @@ def test_one_fit_trains_every_member(qm9_small):
     )
     before = _member_mse(model, dm)
     start = model.head_out.weight.detach().clone()
-    _trainer(5).fit(model, datamodule=dm)
+    quiet_trainer(5).fit(model, datamodule=dm)
     after = _member_mse(model, dm)
     assert (after < 0.8 * before).all()
     assert (model.head_out.weight - start).flatten(1).norm(dim=1).gt(0).all()
@@ -90,7 +73,7 @@ def test_overfits_a_tiny_set(qm9_small):
     model = EnsembleRegressor(
         qm9_small.num_node_features, qm9_small.num_edge_features, 3, 32, lr=3e-3
     )
-    _trainer(150).fit(model, datamodule=dm)
+    quiet_trainer(150).fit(model, datamodule=dm)
     _, std = dm.target_scaling()
     assert (_member_mse(model, dm).sqrt() < 0.1 * std).all()
 

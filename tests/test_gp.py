@@ -6,23 +6,12 @@ import gpytorch
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import quiet_trainer
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.gp import FingerprintGP
 from regal_torch.models.prediction import predict
 from regal_torch.models.tanimoto import TanimotoKernel, morgan_fingerprints
-
-
-def _trainer():
-    return pl.Trainer(
-        accelerator="cpu",
-        max_epochs=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +21,7 @@ def fitted(qm9_small):
     dm.label(dm.pool[:129], dm.truth[dm.pool[:129]])
     pl.seed_everything(0)
     model = FingerprintGP(fit_iters=60)
-    trainer = _trainer()
+    trainer = quiet_trainer(3)
     trainer.fit(model, datamodule=dm)
     return dm, model, trainer
 

@@ -3,6 +3,7 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import quiet_trainer
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.mc_dropout import MCDropoutRegressor, _replicate
@@ -11,24 +12,6 @@ from regal_torch.models.prediction import Prediction
 
 def _model(ds, **kw):
     return MCDropoutRegressor(ds.num_node_features, ds.num_edge_features, hidden_dim=32, **kw)
-
-
-def _trainer(epochs):
-    return pl.Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-
-
-@pytest.fixture
-def batch(qm9_small):
-    dm = ActiveDataModule(qm9_small, "gap", val_size=0, test_size=0, predict_batch_size=40)
-    return next(iter(dm.loader(dm.pool[:40])))
 
 
 def test_replicated_batch_equals_copies_of_the_batch(qm9_small, batch):
@@ -61,7 +44,7 @@ def test_quick_fit_lowers_the_training_loss(qm9_small):
     pl.seed_everything(0)
     model = _model(qm9_small, dropout=0.0)
     before = _mse(model, dm)
-    _trainer(5).fit(model, datamodule=dm)
+    quiet_trainer(5).fit(model, datamodule=dm)
     mean, std = dm.target_scaling()
     assert model.target_mean.item() == pytest.approx(mean)
     assert model.target_std.item() == pytest.approx(std)
@@ -73,7 +56,7 @@ def test_overfits_a_tiny_set(qm9_small):
     dm.label(dm.pool[:32], dm.truth[dm.pool[:32]])
     pl.seed_everything(0)
     model = _model(qm9_small, dropout=0.0, lr=3e-3)
-    _trainer(150).fit(model, datamodule=dm)
+    quiet_trainer(150).fit(model, datamodule=dm)
     _, std = dm.target_scaling()
     assert _mse(model, dm) ** 0.5 < 0.1 * std
 
