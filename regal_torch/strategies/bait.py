@@ -9,11 +9,11 @@ from torch import Tensor
 
 from regal_torch.errors import RegalError
 from regal_torch.models.prediction import Prediction
-from regal_torch.strategies.base import SelectionContext, Strategy
-from regal_torch.strategies.features import kernel_features, noise_variance, posterior_features
+from regal_torch.strategies.base import SelectionContext
+from regal_torch.strategies.features import KernelStrategy, noise_variance, posterior_features
 
 
-class BaitStrategy(Strategy):
+class BaitStrategy(KernelStrategy):
     r"""BAIT-F-P: greedily pick the molecule whose noisy observation most reduces the total
     posterior variance over pool and labeled set,
 
@@ -34,16 +34,14 @@ class BaitStrategy(Strategy):
         sketch_dim: Random-projection dimension of the features (``None``: no sketch).
     """
 
-    requires = ("embedding",)
-    needs_labeled_prediction = True
-
     def __init__(self, noise: float = 1e-2, sketch_dim: int | None = None) -> None:
         if not noise > 0:
             raise RegalError(f"strategy.noise={noise} must be > 0")
-        self.noise, self.sketch_dim = noise, sketch_dim
+        super().__init__(sketch_dim)
+        self.noise = noise
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
-        pool, labeled = kernel_features(type(self).__name__, prediction, context, self.sketch_dim)
+        pool, labeled = self.features(prediction, context)
         sigma2 = noise_variance(pool, self.noise)
         pool, labeled = posterior_features(pool, labeled, sigma2)
         moment = pool.T @ pool + labeled.T @ labeled

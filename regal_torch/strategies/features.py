@@ -21,7 +21,7 @@ from torch import Tensor
 
 from regal_torch.errors import RegalError
 from regal_torch.models.prediction import Prediction
-from regal_torch.strategies.base import SelectionContext
+from regal_torch.strategies.base import SelectionContext, Strategy
 
 # Pool rows per block when distances to many centers are computed at once.
 _BLOCK_ROWS = 8192
@@ -79,6 +79,24 @@ def kernel_features(
     projection = torch.randn(pool.shape[1], sketch_dim, generator=context.generator)
     projection = projection.to(pool.device, pool.dtype) / math.sqrt(sketch_dim)
     return pool @ projection, labeled @ projection
+
+
+class KernelStrategy(Strategy):
+    """A strategy on the last-layer kernel of the pool and the labeled set (see the module doc).
+
+    Args:
+        sketch_dim: Random-projection dimension of the features (``None``: no sketch).
+    """
+
+    requires = ("embedding",)
+    needs_labeled_prediction = True
+
+    def __init__(self, sketch_dim: int | None = None) -> None:
+        self.sketch_dim = sketch_dim
+
+    def features(self, prediction: Prediction, context: SelectionContext) -> tuple[Tensor, Tensor]:
+        """Pool ``[N, D']`` and labeled ``[L, D']`` features (:func:`kernel_features`)."""
+        return kernel_features(type(self).__name__, prediction, context, self.sketch_dim)
 
 
 def noise_variance(features: Tensor, noise: float) -> float:

@@ -6,12 +6,12 @@ import torch
 from torch import Tensor
 
 from regal_torch.models.prediction import Prediction
-from regal_torch.strategies.base import SelectionContext, Strategy
+from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.centers import NearestCenters
-from regal_torch.strategies.features import kernel_features
+from regal_torch.strategies.features import KernelStrategy
 
 
-class KMeansPPStrategy(Strategy):
+class KMeansPPStrategy(KernelStrategy):
     """Draw each pick with probability proportional to its squared kernel distance to the
     nearest labeled or picked molecule (k-means++ seeding, the labeled set as initial centers).
 
@@ -22,14 +22,8 @@ class KMeansPPStrategy(Strategy):
         sketch_dim: Random-projection dimension of the features (``None``: no sketch).
     """
 
-    requires = ("embedding",)
-    needs_labeled_prediction = True
-
-    def __init__(self, sketch_dim: int | None = None) -> None:
-        self.sketch_dim = sketch_dim
-
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
-        pool, labeled = kernel_features(type(self).__name__, prediction, context, self.sketch_dim)
+        pool, labeled = self.features(prediction, context)
         centers = NearestCenters(pool, labeled)
         uniforms = torch.rand(k, generator=context.generator, dtype=torch.float64)
         picks = []

@@ -6,12 +6,12 @@ import torch
 from torch import Tensor
 
 from regal_torch.models.prediction import Prediction
-from regal_torch.strategies.base import SelectionContext, Strategy
+from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.centers import NearestCenters
-from regal_torch.strategies.features import kernel_features
+from regal_torch.strategies.features import KernelStrategy
 
 
-class LCMDStrategy(Strategy):
+class LCMDStrategy(KernelStrategy):
     """LCMD-TP: every pool molecule belongs to the cluster of its nearest center (labeled or
     picked); a cluster's size is the sum of its members' squared kernel distances to the
     center; pick the member farthest from its center in the largest cluster, and repeat.
@@ -23,14 +23,8 @@ class LCMDStrategy(Strategy):
         sketch_dim: Random-projection dimension of the features (``None``: no sketch).
     """
 
-    requires = ("embedding",)
-    needs_labeled_prediction = True
-
-    def __init__(self, sketch_dim: int | None = None) -> None:
-        self.sketch_dim = sketch_dim
-
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
-        pool, labeled = kernel_features(type(self).__name__, prediction, context, self.sketch_dim)
+        pool, labeled = self.features(prediction, context)
         centers = NearestCenters(pool, labeled, track_closest=True)
         picks = []
         for step in range(k):

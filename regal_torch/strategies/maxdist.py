@@ -5,12 +5,12 @@ from __future__ import annotations
 from torch import Tensor
 
 from regal_torch.models.prediction import Prediction
-from regal_torch.strategies.base import SelectionContext, Strategy
+from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.centers import NearestCenters, farthest_first
-from regal_torch.strategies.features import kernel_features
+from regal_torch.strategies.features import KernelStrategy
 
 
-class MaxDistStrategy(Strategy):
+class MaxDistStrategy(KernelStrategy):
     """MaxDist-TP: pick the pool molecule with the largest kernel distance to its nearest
     labeled or picked molecule, and repeat.
 
@@ -22,13 +22,7 @@ class MaxDistStrategy(Strategy):
         sketch_dim: Random-projection dimension of the features (``None``: no sketch).
     """
 
-    requires = ("embedding",)
-    needs_labeled_prediction = True
-
-    def __init__(self, sketch_dim: int | None = None) -> None:
-        self.sketch_dim = sketch_dim
-
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
-        pool, labeled = kernel_features(type(self).__name__, prediction, context, self.sketch_dim)
+        pool, labeled = self.features(prediction, context)
         centers = NearestCenters(pool, labeled)
         return farthest_first(centers, k, int(centers.norms.argmax()))
