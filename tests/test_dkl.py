@@ -101,5 +101,8 @@ def test_above_exact_max_the_posterior_is_variational(fitted):
         assert torch.linalg.eigvalsh(dense.double()).min() > 0
         r, c = torch.tensor([2, 9, 0]), torch.tensor([9, 40, 1, 59])
         assert torch.allclose(pred.covariance(r, c), dense[r][:, c], atol=1e-6)
+        x, same = pred.embedding, (r[:, None] == c[None, :]).float()
+        uncached = model.posterior.covariance(x[r], x[c], same)  # solves both blocks afresh
+        assert torch.allclose(pred.covariance(r, c), uncached, atol=1e-6)
     finally:
         model.exact_max, model.inducing_points, model.posterior = 3000, 1000, exact

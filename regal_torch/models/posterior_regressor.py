@@ -104,14 +104,38 @@ class PosteriorRegressor(TargetScaling):
 class FeatureCovariance:
     """Covariance provider over the rows of a prediction, from their GP inputs.
 
+    The posterior's per-input factors (``posterior.whiten``) of all N rows are computed on
+    the first request and kept, so later blocks cost kernel entries and dot products only: a
+    greedy strategy asking for one column per pick pays the triangular solves once per
+    selection, not once per pick. Memory: ``[L, N]`` floats for the exact posterior (L
+    training molecules), two ``[M, N]`` doubles for the sparse one (M inducing points).
+
     Shapes:
         features: ``[N, D]``; ``(rows [R], cols [C])`` -> ``[R, C]``.
     """
 
     def __init__(self, posterior: ExactPosterior | SparsePosterior, features: Tensor) -> None:
         self.posterior, self.features = posterior, features
+        self._whitened: tuple[Tensor, ...] | None = None
 
     def __call__(self, rows: Tensor, cols: Tensor) -> Tensor:
         rows, cols = rows.to(self.features.device), cols.to(self.features.device)
+        if self._whitened is None:
+            self._whitened = self.posterior.whiten(self.features)
         same = (rows[:, None] == cols[None, :]).to(self.features.dtype)
-        return self.posterior.covariance(self.features[rows], self.features[cols], same)
+        return self.posterior.covariance_whitened(
+            self.features[rows],
+            self.features[cols],
+            tuple(_columns(w, rows) for w in self._whitened),
+            tuple(_columns(w, cols) for w in self._whitened),
+            same,
+        )
+
+
+def _columns(matrix: Tensor, index: Tensor) -> Tensor:
+    """``matrix[:, index]``, without copying when ``index`` is every column in order (a
+    greedy strategy's ``[L, N]`` request for the whole pool, at every pick)."""
+    everyone = len(index) == matrix.shape[1] and torch.equal(
+        index, torch.arange(len(index), device=index.device)
+    )
+    return matrix if everyone else matrix[:, index]

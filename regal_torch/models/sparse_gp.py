@@ -84,9 +84,27 @@ class SparsePosterior:
         return (mean * self.scale + self.shift).float(), (var * self.scale**2).float()
 
     @torch.no_grad()
+    def whiten(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-input factors of the posterior correction, ``L_uu^{-1} k(Z, x)`` and
+        ``L_A^{-1} k(Z, x)``, each ``[M, N]`` (see ``ExactPosterior.whiten``)."""
+        _, q, r = self._solves(x)
+        return q, r
+
+    @torch.no_grad()
     def covariance(self, a: Tensor, b: Tensor, same: Tensor) -> Tensor:
         """Posterior covariance of the observations at ``a`` and ``b``, original units."""
-        _, qa, ra = self._solves(a)
-        _, qb, rb = self._solves(b)
+        return self.covariance_whitened(a, b, self.whiten(a), self.whiten(b), same)
+
+    @torch.no_grad()
+    def covariance_whitened(
+        self,
+        a: Tensor,
+        b: Tensor,
+        wa: tuple[Tensor, Tensor],
+        wb: tuple[Tensor, Tensor],
+        same: Tensor,
+    ) -> Tensor:
+        """:meth:`covariance` given ``wa = whiten(a)`` and ``wb = whiten(b)``."""
+        (qa, ra), (qb, rb) = wa, wb
         cov = self._k(a, b) - qa.T @ qb + ra.T @ rb + self.noise * same.double()
         return (cov * self.scale**2).float()
