@@ -7,9 +7,16 @@ resumes unfinished runs):
 
 the same with the deep-kernel GP for a few strategies (the ``dkl`` study):
 
-    python -m regal_torch.run --multirun experiment=qm9_gap_benchmark model=dkl \
-        "~model.mc_samples" strategy=random,covariance,uncertainty,lcmd,bait seed=0 \
+    python -m regal_torch.run --multirun experiment=qm9_gap_benchmark model=dkl \\
+        "~model.mc_samples" strategy=random,covariance,uncertainty,lcmd,bait seed=0 \\
         hydra.sweep.dir=multirun/qm9_gap_dkl
+
+(sweep folders ``qm9_gap_dkl``, ``_b``, ``_c``, ``_d`` hold its strategy and seed batches), the
+DKL study with batches of 100 (``dkl_b100``):
+
+    python -m regal_torch.run --multirun experiment=qm9_gap_benchmark model=dkl \\
+        "~model.mc_samples" loop.batch_size=100 loop.rounds=20 strategy=random,lcmd seed=0,1 \\
+        hydra.sweep.dir=multirun/qm9_gap_dkl_b100
 
 and the side-by-side runs of bmdal-reg's LCMD and scikit-activeml's GSy (``bench`` extra):
 
@@ -20,7 +27,7 @@ This script runs ``regal_torch.report`` over the sweep's finished runs into
 ``benchmarks/qm9_gap/`` (plots, ``summary.csv``, ``summary.md``) and copies the summary
 tables, with the runs per strategy, into the ``qm9-study`` section of BENCHMARKS.md.
 
-    python scripts/bench_qm9_study.py [main|dkl]
+    python scripts/bench_qm9_study.py [main|dkl|dkl_b100]
 """
 
 from __future__ import annotations
@@ -38,24 +45,31 @@ sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = {  # name -> (sweep folders, output folder, BENCHMARKS.md section, model described)
+DKL = "deep-kernel GP (GINE encoder + exact GP), 60 epochs (`model=dkl`)"
+STUDIES = {  # name -> (sweep folders, output folder, BENCHMARKS.md section, setting described)
     "main": (
         ["multirun/qm9_gap_benchmark"],
         "benchmarks/qm9_gap",
         "qm9-study",
-        "GINE MC-dropout, 60 epochs, 10 samples",
+        "10 rounds of 200; GINE MC-dropout, 60 epochs, 10 samples",
     ),
     "dkl": (
-        ["multirun/qm9_gap_dkl", "multirun/qm9_gap_dkl_b", "multirun/qm9_gap_dkl_c"],
+        [f"multirun/qm9_gap_dkl{suffix}" for suffix in ("", "_b", "_c", "_d")],
         "benchmarks/qm9_gap_dkl",
         "qm9-study-dkl",
-        "deep-kernel GP (GINE encoder + exact GP), 60 epochs (`model=dkl`)",
+        f"10 rounds of 200; {DKL}",
+    ),
+    "dkl_b100": (
+        ["multirun/qm9_gap_dkl_b100"],
+        "benchmarks/qm9_gap_dkl_b100",
+        "qm9-study-dkl-b100",
+        f"20 rounds of 100 (`loop.batch_size=100 loop.rounds=20`); {DKL}",
     ),
 }
 
 
 def main(study: str) -> None:
-    sweeps, out_name, section, model = STUDIES[study]
+    sweeps, out_name, section, setting = STUDIES[study]
     out = ROOT / out_name
     paths = find_runs([ROOT / sweep for sweep in sweeps if (ROOT / sweep).exists()])
     rounds = {path: len(read_run(path).history) for path in paths}
@@ -74,8 +88,8 @@ def main(study: str) -> None:
         f"## QM9 gap active-learning study ({study}): the measured tables",
         "",
         "`python -m regal_torch.run --multirun experiment=qm9_gap_benchmark` (26,000 QM9",
-        "molecules: 20,000 pool, 5,000 test, 1,000 val; 200 random labels, then 10 rounds of",
-        f"200; {model}; one run per strategy and seed on one",
+        "molecules: 20,000 pool, 5,000 test, 1,000 val; 200 random labels, then",
+        f"{setting}; one run per strategy and seed on one",
         f"pinned CPU core; sweep folders {', '.join(sweeps)}), reported by",
         f"`python -m regal_torch.report` into [{out_name}/]({out_name}/): "
         f"[learning curves]({out_name}/learning_curves.png), "

@@ -20,21 +20,19 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
-import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.prediction import predict
-from regal_torch.run import CONFIG_DIR, _quiet_lightning
+from regal_torch.run import _quiet_lightning
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
+from study_setup import fit_on, random_pool_order, study_config  # noqa: E402
 
 SIZES = (1000, 2200, 5000)
 SETUPS = {  # name -> overrides on top of the study's data
@@ -43,22 +41,8 @@ SETUPS = {  # name -> overrides on top of the study's data
 }
 
 
-def _config(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=["experiment=qm9_gap_benchmark", *overrides])
-
-
 def _ours(cfg, dataset, picks: torch.Tensor) -> dict[str, float]:
-    dm = instantiate(cfg.data.datamodule, dataset=dataset)
-    dm.label(picks, dm.truth[picks])
-    pl.seed_everything(0, verbose=False)
-    model = instantiate(cfg.model)(
-        node_dim=dataset.num_node_features, edge_dim=dataset.num_edge_features
-    )
-    trainer = instantiate(cfg.trainer)(limit_val_batches=0, logger=False, enable_progress_bar=False)
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    seconds = time.perf_counter() - start
+    dm, model, trainer, seconds = fit_on(cfg, dataset, picks)
     metrics = regression_metrics(
         predict(trainer, model, dm.test_dataloader()), dm.truth[dm.test], "test"
     )
@@ -93,15 +77,15 @@ def main() -> None:
     parser.add_argument("--chemprop-python", required=True, help="a Python with chemprop 2")
     args = parser.parse_args()
     _quiet_lightning()
-    cfg = _config([])
+    cfg = study_config()
     dataset = instantiate(cfg.data.dataset)
     dm = instantiate(cfg.data.datamodule, dataset=dataset)
-    order = dm.pool[torch.randperm(len(dm.pool), generator=torch.Generator().manual_seed(0))]
+    order = random_pool_order(dm, 0)
     results: dict[tuple[str, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in SIZES:
             for name, overrides in SETUPS.items():
-                results[name, n] = _ours(_config(overrides), dataset, order[:n])
+                results[name, n] = _ours(study_config(overrides), dataset, order[:n])
                 print(f"{name} n={n}: {results[name, n]}", flush=True)
             results["chemprop", n] = _chemprop(
                 args.chemprop_python, dataset, dm, order[:n], Path(tmp)

@@ -17,17 +17,16 @@ import statistics
 import sys
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.prediction import predict
-from regal_torch.run import CONFIG_DIR, _quiet_lightning
+from regal_torch.run import _quiet_lightning
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
+from study_setup import fit_on, random_pool_order, study_config  # noqa: E402
 
 SIZES = (1000, 2200)
 SEEDS = range(5)
@@ -35,8 +34,7 @@ SEEDS = range(5)
 
 def main() -> None:
     _quiet_lightning()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=qm9_gap_benchmark"])
+    cfg = study_config()
     dataset = instantiate(cfg.data.dataset)
     lines = [
         "## QM9 study: retraining noise at fixed labels",
@@ -50,20 +48,10 @@ def main() -> None:
         "| --- | --- | --- | --- | --- |",
     ]
     for n in SIZES:
-        dm = instantiate(cfg.data.datamodule, dataset=dataset)
-        order = torch.randperm(len(dm.pool), generator=torch.Generator().manual_seed(0))
-        picks = dm.pool[order[:n]]
-        dm.label(picks, dm.truth[picks])
+        picks = random_pool_order(instantiate(cfg.data.datamodule, dataset=dataset), 0)[:n]
         maes, rmses = [], []
         for seed in SEEDS:
-            pl.seed_everything(seed, verbose=False)
-            model = instantiate(cfg.model)(
-                node_dim=dataset.num_node_features, edge_dim=dataset.num_edge_features
-            )
-            trainer = instantiate(cfg.trainer)(
-                limit_val_batches=0, logger=False, enable_progress_bar=False
-            )
-            trainer.fit(model, datamodule=dm)
+            dm, model, trainer, _ = fit_on(cfg, dataset, picks, seed)
             test = predict(trainer, model, dm.test_dataloader())
             metrics = regression_metrics(test, dm.truth[dm.test], "test")
             maes.append(metrics["test_mae"])
