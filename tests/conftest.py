@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gpytorch
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -61,6 +63,32 @@ def quiet_trainer(max_epochs: int) -> pl.Trainer:
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
+
+
+def check_joint_covariance(pred, rows_cols: tuple[list[int], list[int]], rtol: float):
+    """Assert that ``pred.covariance`` is one joint covariance over all rows: symmetric,
+    positive definite, diagonal ``pred.var`` (to ``rtol``), and any block (``rows_cols``) the
+    dense matrix's block. Returns the dense ``[N, N]`` matrix."""
+    everyone = torch.arange(len(pred))
+    dense = pred.covariance(everyone, everyone)
+    assert torch.allclose(dense, dense.T, atol=1e-6)
+    assert torch.linalg.eigvalsh(dense.double()).min() > 0
+    assert torch.allclose(dense.diagonal(), pred.var, rtol=rtol)
+    r, c = (torch.tensor(index) for index in rows_cols)
+    assert torch.allclose(pred.covariance(r, c), dense[r][:, c], atol=1e-6)
+    return dense
+
+
+def gpytorch_posterior(model, dm: ActiveDataModule, inputs: torch.Tensor):
+    """GPyTorch's own dense posterior of a GP regressor's ``gp`` at GP ``inputs`` (``[N, D]``),
+    conditioned on the labeled set, in original units: mean ``[N]``, covariance ``[N, N]``."""
+    train_x, train_y = model.training_set(dm.loader(dm.labeled, dm.labels[dm.labeled]))
+    gp = model.gp.eval()
+    gp.set_train_data(train_x, train_y, strict=False)
+    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
+        want = gp.likelihood(gp(inputs))
+    std = model.target_std
+    return want.mean * std + model.target_mean, want.covariance_matrix * std**2
 
 
 @pytest.fixture
