@@ -36,6 +36,18 @@ def test_foreign_config_is_refused_naming_the_key(tmp_path):
         load_state(path, {"strategy._target_": "B", "seed": 0})
 
 
+def test_options_newer_than_the_state_resume_with_a_note(tmp_path, capsys):
+    path = tmp_path / "state.pt"
+    save_state(path, {"fingerprint": {"seed": 0}, "round": 3})
+    state = load_state(path, {"seed": 0, "loop.new_option": 5})
+    assert state["round"] == 3
+    assert "resuming with loop.new_option=5" in capsys.readouterr().err
+    # an option the config dropped still blocks: the run would silently change
+    save_state(path, {"fingerprint": {"seed": 0, "loop.new_option": 5}, "round": 3})
+    with pytest.raises(RegalError, match="loop.new_option: state has 5, config has None"):
+        load_state(path, {"seed": 0})
+
+
 def test_failed_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "f.bin"
     atomic_write_bytes(path, b"old")

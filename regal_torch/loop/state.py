@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,10 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
     """The state at ``path``, or None if there is none.
 
     Temporary files that a killed :func:`atomic_write_bytes` left in the folder are removed
-    (the files they were to replace are intact).
+    (the files they were to replace are intact). Options the state does not know (added to
+    regal_torch or to the config after the run started; a new option's default keeps the old
+    behaviour) do not block the resume: they are named in one line on stderr and the run goes
+    on with their current values. An option the state has and the config lacks does.
 
     Raises:
         RegalError: the file is corrupt or truncated, or was written by a run whose
@@ -80,19 +84,23 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
     if not path.exists():
         return None
     state = read_state(path)
-    diff = [
-        key
-        for key in sorted(set(fingerprint) | set(state["fingerprint"]))
-        if fingerprint.get(key) != state["fingerprint"].get(key)
-    ]
+    saved = state["fingerprint"]
+    diff = [key for key in sorted(saved) if fingerprint.get(key) != saved[key]]
     if diff:
         shown = "; ".join(
-            f"{k}: state has {state['fingerprint'].get(k)!r}, config has {fingerprint.get(k)!r}"
-            for k in diff[:3]
+            f"{k}: state has {saved.get(k)!r}, config has {fingerprint.get(k)!r}" for k in diff[:3]
         )
         more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
         raise RegalError(
             f"{path}: state was written by another config ({shown}{more}); "
             "use another hydra.run.dir, or the original options to resume"
+        )
+    new = [f"{key}={fingerprint[key]!r}" for key in sorted(set(fingerprint) - set(saved))]
+    if new:
+        print(
+            f"{path}: the run started before these options existed; resuming with "
+            + ", ".join(new),
+            file=sys.stderr,
+            flush=True,
         )
     return state
