@@ -76,22 +76,25 @@ def fit_variance_scale(mean: Tensor, var: Tensor, target: Tensor) -> float:
     return ((target - mean) ** 2 / var).mean().clamp_min(1e-12).item()
 
 
-def scale_variance(prediction: Prediction, factor: float) -> Prediction:
-    """The prediction with variance (and covariance, and sample spread) multiplied by ``factor``.
+def scale_variance(prediction: Prediction, factor: float | Tensor) -> Prediction:
+    """The prediction with variance (and covariance, and sample spread) multiplied by
+    ``factor``: one number, or one per molecule (``[N]``).
 
     Samples are stretched about their own mean by ``sqrt(factor)``, so committee methods see
-    the same recalibrated spread; the mean is unchanged.
+    the same recalibrated spread; a covariance ``C`` becomes ``D C D`` with
+    ``D = diag(sqrt(factor))``, still one joint covariance; the mean is unchanged.
     """
+    root = factor.sqrt() if isinstance(factor, Tensor) else math.sqrt(factor)
     samples = prediction.samples
     if samples is not None:
         centre = samples.mean(0, keepdim=True)
-        samples = centre + math.sqrt(factor) * (samples - centre)
+        samples = centre + root * (samples - centre)
     covariance = prediction.covariance
     return replace(
         prediction,
         var=prediction.var * factor,
         samples=samples,
-        covariance=None if covariance is None else _ScaledCovariance(covariance, factor),
+        covariance=None if covariance is None else _ScaledCovariance(covariance, root),
     )
 
 
@@ -129,10 +132,15 @@ def calibration_metrics(
 
 
 class _ScaledCovariance:
-    """A covariance provider multiplied by a constant."""
+    """A covariance provider ``C`` seen as ``D C D``, ``D = diag(root)`` (``root``: one number
+    or ``[N]``, one per row of the prediction)."""
 
-    def __init__(self, covariance: Callable[[Tensor, Tensor], Tensor], factor: float) -> None:
-        self.covariance, self.factor = covariance, factor
+    def __init__(self, covariance: Callable[[Tensor, Tensor], Tensor], root: float | Tensor):
+        self.covariance, self.root = covariance, root
 
     def __call__(self, rows: Tensor, cols: Tensor) -> Tensor:
-        return self.factor * self.covariance(rows, cols)
+        block = self.covariance(rows, cols)
+        if not isinstance(self.root, Tensor):
+            return self.root**2 * block
+        root = self.root.to(block.device, block.dtype)
+        return root[rows.to(root.device), None] * block * root[None, cols.to(root.device)]

@@ -7,7 +7,9 @@ Model protocol: each round builds ``instantiate(cfg.model)(node_dim=..., edge_di
 then the model's optional ``complete_prediction`` hook, where GPs attach their block
 covariance). With ``loop.recalibrate``, the pool prediction that the strategy sees has its
 variance multiplied by the factor fitted on the validation set
-(:mod:`regal_torch.calibration`).
+(:mod:`regal_torch.calibration`), or with ``loop.local_neighbours`` replaced by the local
+variance from the validation errors nearest in the embedding
+(:mod:`regal_torch.local_calibration`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from regal_torch.calibration import calibration_metrics, scale_variance
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
+from regal_torch.local_calibration import NeighbourCalibration, local_calibration_metrics
 from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.oracle import BenchmarkOracle
 from regal_torch.loop.progress import RoundProgress, show_progress
@@ -172,6 +176,14 @@ class ActiveLoop:
                 f"data.datamodule.val_size leaves {len(self.dm.val)} validation molecules; "
                 "the loop needs at least 2 to recalibrate and score uncertainty"
             )
+        k = loop.get("local_neighbours")
+        if k is not None and not (isinstance(k, int) and 1 <= k < len(self.dm.val)):
+            raise RegalError(
+                f"loop.local_neighbours={k!r} must be null or an integer from 1 to the number "
+                f"of validation molecules less one ({len(self.dm.val) - 1})"
+            )
+        if k is not None and not loop.recalibrate:
+            raise RegalError("loop.local_neighbours needs loop.recalibrate=true")
         if self.learn:  # the labeled rows are the initial set; unfilled picks return to the pool
             unlabeled = int(torch.isnan(self.dm.truth[self.dm.pool]).sum())
             if unlabeled == 0:
@@ -267,11 +279,14 @@ class ActiveLoop:
         truth = self.dm.truth
         row.update(regression_metrics(test, truth[self.dm.test], "test"))
         row.update(calibration_metrics(test, truth[self.dm.test], val, truth[self.dm.val]))
+        local = None
+        if self.cfg.loop.get("local_neighbours") is not None:
+            local = NeighbourCalibration(val, truth[self.dm.val], self.cfg.loop.local_neighbours)
+            row.update(local_calibration_metrics(local, test, truth[self.dm.test]))
         row["seconds_test"] = time.perf_counter() - start
         row["seconds_predict"] = row["seconds_select"] = float("nan")
         if acquire:
-            scale = row["var_scale"] if self.cfg.loop.recalibrate else 1.0
-            self._acquire(r, trainer, model, row, scale)
+            self._acquire(r, trainer, model, row, self._recalibration(row["var_scale"], local))
         if r == len(self.history):
             self.history.append(row)
         if self.cfg.loop.warm_start:
@@ -297,24 +312,35 @@ class ActiveLoop:
             },
         )
 
+    def _recalibration(
+        self, var_scale: float, local: NeighbourCalibration | None
+    ) -> Callable[[Prediction], Prediction]:
+        """What the strategy's predictions go through: the local variance, the global factor
+        or nothing (``loop.local_neighbours``, ``loop.recalibrate``)."""
+        if not self.cfg.loop.recalibrate:
+            return lambda prediction: prediction
+        if local is not None:
+            return lambda prediction: scale_variance(prediction, local.factors(prediction))
+        return lambda prediction: scale_variance(prediction, var_scale)
+
     def _acquire(
         self,
         r: int,
         trainer: pl.Trainer,
         model: pl.LightningModule,
         row: dict[str, Any],
-        var_scale: float,
+        recalibrate: Callable[[Prediction], Prediction],
     ) -> None:
         """Predict the pool, select a batch, label it; timings go into ``row``.
 
-        The predictions the strategy sees have their variance multiplied by ``var_scale``.
+        The predictions the strategy sees go through ``recalibrate`` first.
         """
         labeled = self.dm.labeled
         start = time.perf_counter()
-        pool = scale_variance(self._predict(trainer, model, self.dm.pool), var_scale)
+        pool = recalibrate(self._predict(trainer, model, self.dm.pool))
         on_labeled = None
         if self.strategy.needs_labeled_prediction:
-            on_labeled = scale_variance(self._predict(trainer, model, labeled), var_scale)
+            on_labeled = recalibrate(self._predict(trainer, model, labeled))
         row["seconds_predict"] = time.perf_counter() - start
         start = time.perf_counter()
         context = SelectionContext(
