@@ -92,6 +92,22 @@ def gpytorch_posterior(model, dm: ActiveDataModule, inputs: torch.Tensor):
 
 
 @pytest.fixture
+def seen_by_uncertainty(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The pool predictions ``strategy=uncertainty`` is given, in order, during the test."""
+    from regal_torch.strategies.uncertainty import UncertaintyStrategy
+
+    seen = []
+    original = UncertaintyStrategy._select_rows
+
+    def spy(self, prediction, k, context):
+        seen.append(prediction)
+        return original(self, prediction, k, context)
+
+    monkeypatch.setattr(UncertaintyStrategy, "_select_rows", spy)
+    return seen
+
+
+@pytest.fixture
 def batch(qm9_small: QM9Dataset):
     """One prediction batch of 40 molecules of the 300-molecule subset."""
     dm = ActiveDataModule(qm9_small, "gap", val_size=0, test_size=0, predict_batch_size=40)

@@ -60,20 +60,13 @@ def test_block_covariance_is_gpytorchs_dense_posterior(fitted):
     assert torch.allclose(dense, covariance, atol=1e-4)
 
 
-def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(tiny, tmp_path, monkeypatch):
+def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(
+    tiny, tmp_path, seen_by_uncertainty
+):
     from conftest import compose_config
 
     from regal_torch.loop.active_loop import ActiveLoop
-    from regal_torch.strategies.uncertainty import UncertaintyStrategy
 
-    seen = []
-    original = UncertaintyStrategy._select_rows
-
-    def spy(self, prediction, k, context):
-        seen.append(prediction)
-        return original(self, prediction, k, context)
-
-    monkeypatch.setattr(UncertaintyStrategy, "_select_rows", spy)
     histories = []
     for recalibrate in ("true", "false"):
         overrides = [
@@ -86,7 +79,7 @@ def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(tiny, tmp_p
         ]
         cfg = compose_config(overrides)
         histories.append(ActiveLoop(cfg, tmp_path / recalibrate).run())
-    scaled, raw = seen
+    scaled, raw = seen_by_uncertainty
     scale = histories[0][0]["var_scale"]
     assert scale == pytest.approx(histories[1][0]["var_scale"]) and scale != pytest.approx(1)
     assert torch.allclose(scaled.var, scale * raw.var, rtol=1e-5)

@@ -16,7 +16,6 @@ from regal_torch.local_calibration import (
 )
 from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.models.prediction import Prediction
-from regal_torch.strategies.uncertainty import UncertaintyStrategy
 
 
 def _brute(query, val, sq_error, k, leave_one_out):
@@ -97,15 +96,7 @@ def test_per_molecule_factors_scale_samples_and_covariance_as_one_joint_posterio
     assert torch.allclose(scaled.covariance(r, c), want)
 
 
-def test_the_loop_gives_strategies_the_local_variance(tiny, tmp_path, monkeypatch):
-    seen = []
-    original = UncertaintyStrategy._select_rows
-
-    def spy(self, prediction, k, context):
-        seen.append(prediction)
-        return original(self, prediction, k, context)
-
-    monkeypatch.setattr(UncertaintyStrategy, "_select_rows", spy)
+def test_the_loop_gives_strategies_the_local_variance(tiny, tmp_path, seen_by_uncertainty):
     histories = [
         ActiveLoop(compose_config([*tiny, "loop.rounds=1", *extra]), tmp_path / str(i)).run()
         for i, extra in enumerate([[], ["loop.local_neighbours=5"]])
@@ -114,7 +105,9 @@ def test_the_loop_gives_strategies_the_local_variance(tiny, tmp_path, monkeypatc
         for key in ("test_nll_local", "test_spearman_local", "test_miscal_local"):
             assert math.isfinite(row[key])
     assert "test_nll_local" not in histories[0][0]
-    scaled, local = seen  # same seed: the same model and raw pool prediction in round 0
+    scaled, local = (
+        seen_by_uncertainty  # same seed: the same model and raw pool prediction in round 0
+    )
     assert torch.equal(scaled.mean, local.mean)
     ratio = local.var / scaled.var  # not one global factor: it varies from molecule to molecule
     assert ratio.max() > 1.5 * ratio.min()
