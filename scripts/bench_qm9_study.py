@@ -18,6 +18,11 @@ DKL study with batches of 100 (``dkl_b100``):
         "~model.mc_samples" loop.batch_size=100 loop.rounds=20 strategy=random,lcmd seed=0,1 \\
         hydra.sweep.dir=multirun/qm9_gap_dkl_b100
 
+the variance-driven strategies on the local variance (``local``; random from the main study):
+
+    python -m regal_torch.run --multirun experiment=qm9_gap_benchmark loop.local_neighbours=20 \\
+        strategy=uncertainty,covariance seed=0,1 hydra.sweep.dir=multirun/qm9_gap_local
+
 and the side-by-side runs of bmdal-reg's LCMD and scikit-activeml's GSy (``bench`` extra):
 
     PYTHONPATH=scripts/peers python -m regal_torch.run --multirun experiment=qm9_gap_benchmark \\
@@ -27,7 +32,7 @@ This script runs ``regal_torch.report`` over the sweep's finished runs into
 ``benchmarks/qm9_gap/`` (plots, ``summary.csv``, ``summary.md``) and copies the summary
 tables, with the runs per strategy, into the ``qm9-study`` section of BENCHMARKS.md.
 
-    python scripts/bench_qm9_study.py [main|dkl|dkl_b100]
+    python scripts/bench_qm9_study.py [main|dkl|dkl_b100|local]
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ from benchmarks_file import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DKL = "deep-kernel GP (GINE encoder + exact GP), 60 epochs (`model=dkl`)"
-STUDIES = {  # name -> (sweep folders, output folder, BENCHMARKS.md section, setting described)
+# name -> (sweep folders, output folder, BENCHMARKS.md section, setting described)
+STUDIES = {
     "main": (
         ["multirun/qm9_gap_benchmark"],
         "benchmarks/qm9_gap",
@@ -65,13 +71,25 @@ STUDIES = {  # name -> (sweep folders, output folder, BENCHMARKS.md section, set
         "qm9-study-dkl-b100",
         f"20 rounds of 100 (`loop.batch_size=100 loop.rounds=20`); {DKL}",
     ),
+    "local": (
+        ["multirun/qm9_gap_local"],
+        "benchmarks/qm9_gap_local",
+        "qm9-study-local",
+        "10 rounds of 200; GINE MC-dropout, 60 epochs, 10 samples; strategies see the local"
+        " variance (`loop.local_neighbours=20`); random: the main study's runs",
+    ),
 }
+# Runs of other sweeps a study reports too: name -> (sweep folder, strategies).
+BORROWED = {"local": ("multirun/qm9_gap_benchmark", ("random",))}
 
 
 def main(study: str) -> None:
     sweeps, out_name, section, setting = STUDIES[study]
     out = ROOT / out_name
     paths = find_runs([ROOT / sweep for sweep in sweeps if (ROOT / sweep).exists()])
+    if study in BORROWED:
+        sweep, strategies = BORROWED[study]
+        paths += [p for p in find_runs([ROOT / sweep]) if read_run(p).strategy in strategies]
     rounds = {path: len(read_run(path).history) for path in paths}
     full = max(rounds.values())
     finished = [path for path in paths if rounds[path] == full]
