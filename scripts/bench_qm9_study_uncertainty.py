@@ -34,6 +34,7 @@ import torch
 from hydra.utils import instantiate
 
 from regal_torch.calibration import error_std_spearman, fit_variance_scale, gaussian_nll
+from regal_torch.local_calibration import neighbour_variance
 from regal_torch.models.prediction import predict
 from regal_torch.run import _quiet_lightning
 from regal_torch.strategies.features import (
@@ -55,16 +56,6 @@ SCORES = (
 )
 
 
-def neighbour_error(query: torch.Tensor, val: torch.Tensor, sq_err: torch.Tensor, same: bool):
-    """RMSE over the ``NEIGHBOURS`` validation rows nearest to each query row (``[Q]``);
-    ``same``: the queries are the validation rows, each leaves itself out."""
-    sq = torch.cdist(query, val).square()
-    if same:
-        sq.fill_diagonal_(torch.inf)
-    nearest = sq.topk(NEIGHBOURS, dim=1, largest=False).indices
-    return sq_err[nearest].mean(1).sqrt()
-
-
 def scores(model_preds: dict, truth: dict) -> dict[str, dict[str, torch.Tensor]]:
     """Every score as a std-like quantity on ``val`` and ``test``, name -> split -> ``[N]``."""
     labeled = model_preds["labeled"].embedding
@@ -77,9 +68,9 @@ def scores(model_preds: dict, truth: dict) -> dict[str, dict[str, torch.Tensor]]
         out["MC-dropout std"][split] = pred.std
         out["last-layer posterior std"][split] = post.square().sum(1).sqrt()
         out["distance to labeled"][split] = nearest_sq_distances(pred.embedding, labeled)[0].sqrt()
-        out["val-neighbour error"][split] = neighbour_error(
-            pred.embedding, model_preds["val"].embedding, val_sq_err, split == "val"
-        )
+        out["val-neighbour error"][split] = neighbour_variance(
+            pred.embedding, model_preds["val"].embedding, val_sq_err, NEIGHBOURS, split == "val"
+        ).sqrt()
     return out
 
 
