@@ -6,6 +6,7 @@ import torch
 from conftest import compose_config as _cfg
 
 from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.loop.state import read_state
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def _history(run_dir):
 def test_warm_start_differs_from_cold_and_resumes_exactly(warm, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     ActiveLoop(_cfg(warm), straight).run()
-    weights = torch.load(straight / "state.pt", weights_only=True)["weights"]
+    weights = read_state(straight / "state.pt")["weights"]
     assert weights and all(isinstance(v, torch.Tensor) for v in weights.values())
 
     cold = tmp_path / "cold"

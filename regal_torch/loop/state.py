@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import sys
@@ -13,7 +14,10 @@ import torch
 
 from regal_torch.errors import RegalError
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+
+# What the loop and ``status`` read from every state.
+REQUIRED_KEYS = ("fingerprint", "round", "acquired", "labeled", "labels", "label_rounds", "history")
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -40,36 +44,89 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Checkpoint ``state`` (tensors, numbers, strings, lists and dicts of them) atomically."""
-    buffer = io.BytesIO()
-    torch.save({"version": STATE_VERSION, **state}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    """Checkpoint ``state`` (tensors, numbers, strings, lists and dicts of them) atomically.
+
+    The file is a torch file ``{"version": 2, "sha256": HEX, "payload": BYTES}``: ``payload``
+    (a ``uint8`` tensor) is ``state`` as :func:`torch.save` writes it and ``sha256`` its digest,
+    so that :func:`read_state` notices any damaged byte.
+    """
+    inner = io.BytesIO()
+    torch.save(state, inner)
+    payload = inner.getvalue()
+    outer = io.BytesIO()
+    torch.save(
+        {
+            "version": STATE_VERSION,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+        },
+        outer,
+    )
+    atomic_write_bytes(path, outer.getvalue())
 
 
 def read_state(path: Path) -> dict[str, Any]:
     """The state at ``path``, unchecked against any config.
 
+    A state of format 1 (written before states carried a checksum) is read as it is, without a
+    check of its bytes, and the run's next checkpoint writes it in the current format.
+
     Raises:
-        RegalError: the file is corrupt, truncated or of another format version.
+        RegalError: the file is corrupt or truncated (unreadable, checksum mismatch, a key of
+            :data:`REQUIRED_KEYS` missing) or of an unknown format version.
     """
     try:
         state = torch.load(path, weights_only=True)
+        if not isinstance(state, dict):
+            raise _Damaged("not a dict")
         version = state["version"]
+        if not isinstance(version, int):
+            raise _Damaged("version is not an int")
+        if version == STATE_VERSION:
+            state = _unpack(state)
     except Exception as exc:  # any failure to read means the file cannot be trusted
+        reason = str(exc) if isinstance(exc, _Damaged) else type(exc).__name__
+        raise _corrupt(path, reason) from exc
+    if version not in (1, STATE_VERSION):
         raise RegalError(
-            f"{path}: state file is corrupt or truncated ({type(exc).__name__}); "
-            "move it away to start this run over"
-        ) from exc
-    if version != STATE_VERSION:
-        raise RegalError(f"{path}: state format {version}, this regal_torch reads {STATE_VERSION}")
+            f"{path}: state format {version!r} is unknown to this regal_torch (it reads "
+            f"{STATE_VERSION}): the file is corrupt, or a newer regal_torch wrote it"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing or not isinstance(state["fingerprint"], dict):
+        raise _corrupt(path, f"no {missing[0]!r}" if missing else "fingerprint is not a dict")
     return state
+
+
+def _unpack(outer: dict[str, Any]) -> dict[str, Any]:
+    """The state inside a current-format file, once its checksum matches."""
+    payload = outer["payload"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != outer["sha256"]:
+        raise _Damaged("checksum mismatch")
+    state = torch.load(io.BytesIO(payload), weights_only=True)
+    if not isinstance(state, dict):
+        raise _Damaged("not a dict")
+    return state
+
+
+class _Damaged(Exception):
+    """A state file that loads but is not what :func:`save_state` wrote."""
+
+
+def _corrupt(path: Path, reason: str) -> RegalError:
+    return RegalError(
+        f"{path}: state file is corrupt or truncated ({reason}); "
+        "move it away to start this run over"
+    )
 
 
 def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     """The state at ``path``, or None if there is none.
 
     Temporary files that a killed :func:`atomic_write_bytes` left in the folder are removed
-    (the files they were to replace are intact). Options the state does not know (added to
+    once the state is accepted (the files they were to replace are intact), so a refused state
+    leaves the folder as it was; the caller holds the folder's lock (:mod:`regal_torch.lock`),
+    so no other process is writing them. Options the state does not know (added to
     regal_torch or to the config after the run started; a new option's default keeps the old
     behaviour) do not block the resume: they are named in one line on stderr and the run goes
     on with their current values. An option the state has and the config lacks does.
@@ -79,9 +136,8 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
             config differs from ``fingerprint`` (other dataset, model, strategy, ...).
     """
     path = Path(path)
-    for stale in path.parent.glob(".*.tmp"):
-        stale.unlink()
     if not path.exists():
+        _remove_temporaries(path.parent)
         return None
     state = read_state(path)
     saved = state["fingerprint"]
@@ -103,4 +159,10 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
             file=sys.stderr,
             flush=True,
         )
+    _remove_temporaries(path.parent)
     return state
+
+
+def _remove_temporaries(folder: Path) -> None:
+    for stale in folder.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
