@@ -82,8 +82,12 @@ def scale_variance(prediction: Prediction, factor: float | Tensor) -> Prediction
 
     Samples are stretched about their own mean by ``sqrt(factor)``, so committee methods see
     the same recalibrated spread; a covariance ``C`` becomes ``D C D`` with
-    ``D = diag(sqrt(factor))``, still one joint covariance; the mean is unchanged.
+    ``D = diag(sqrt(factor))``, still one joint covariance; the mean is unchanged. A
+    prediction without a variance (nothing uncertain was asked of the model) is returned as
+    it is.
     """
+    if prediction.var is None:
+        return prediction
     root = factor.sqrt() if isinstance(factor, Tensor) else math.sqrt(factor)
     samples = prediction.samples
     if samples is not None:

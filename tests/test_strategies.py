@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_config
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from regal_torch.errors import RegalError
 from regal_torch.models.prediction import Prediction
@@ -15,7 +15,7 @@ from regal_torch.strategies.uncertainty import UncertaintyStrategy
 
 # Every strategy option, with its configured defaults.
 STRATEGIES = [
-    instantiate(OmegaConf.load(path))
+    instantiate(compose_config([f"strategy={path.stem}"]).strategy)
     for path in sorted((Path(CONFIG_DIR) / "strategy").glob("*.yaml"))
 ]
 
@@ -51,15 +51,17 @@ def test_uncertainty_breaks_ties_by_pool_order():
 
 
 def _full_prediction(n, generator):
-    """Mean, var, samples and embedding for ``n`` molecules, with duplicated rows."""
+    """Mean, var, samples, embedding and gradients for ``n`` molecules, with duplicated rows."""
     samples = torch.randn(6, n, generator=generator)
     samples[:, 1::5] = samples[:, ::5]  # every fifth molecule has a twin
     embedding = torch.randn(n, 8, generator=generator)
     embedding[1::5] = embedding[::5]
-    return Prediction(samples.mean(0), samples.var(0), samples, embedding)
+    gradients = torch.randn(n, 12, generator=generator)
+    gradients[1::5] = gradients[::5]
+    return Prediction(samples.mean(0), samples.var(0), samples, embedding, gradients=gradients)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: f"{type(s).__name__}-{vars(s)}")
 @pytest.mark.parametrize("k", [17, 100])
 def test_invariants(strategy, k):
     generator = torch.Generator().manual_seed(1)
@@ -127,7 +129,7 @@ def test_prediction_checks_shapes_and_selects_rows():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: f"{type(s).__name__}-{vars(s)}")
 def test_strategies_run_on_the_prediction_device(strategy):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device here")

@@ -18,6 +18,7 @@ import io
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from regal_torch.loop.progress import RoundProgress, show_progress
 from regal_torch.loop.queries import QueryOracle
 from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
 from regal_torch.metrics import regression_metrics
-from regal_torch.models.prediction import Prediction, predict
+from regal_torch.models.prediction import Prediction, PredictionRequest, predict
 from regal_torch.strategies.base import SelectionContext
 
 # Config keys that may change between a run and its resumption without changing results.
@@ -58,7 +59,7 @@ RESUMABLE_KEYS = (
 )
 
 # Independent random streams of one round.
-_TRAIN, _SELECT, _INITIAL = 0, 1, 2
+_TRAIN, _SELECT, _INITIAL, _SKETCH = 0, 1, 2, 3
 
 
 def round_seed(seed: int, round_: int, stream: int) -> int:
@@ -320,8 +321,28 @@ class ActiveLoop:
         if not self.cfg.loop.recalibrate:
             return lambda prediction: prediction
         if local is not None:
-            return lambda prediction: scale_variance(prediction, local.factors(prediction))
+            return lambda prediction: (
+                prediction
+                if prediction.var is None
+                else scale_variance(prediction, local.factors(prediction))
+            )
         return lambda prediction: scale_variance(prediction, var_scale)
+
+    def _pool_request(self, r: int) -> PredictionRequest | None:
+        """What round ``r``'s pool (and labeled) prediction must hold: what the strategy
+        uses, plus mean and variance for learn mode's query file and the embedding for the
+        local variance; None when nothing is needed (``strategy=random`` in benchmark mode).
+        Gradient sketches are drawn from the round's own seed."""
+        request = self.strategy.request()
+        extra = {"mean", "var"} if self.learn else set()
+        if request is None and not extra:
+            return None
+        request = request or PredictionRequest(frozenset())
+        fields = set(request.fields) | extra
+        if self.cfg.loop.get("local_neighbours") is not None and request.uncertainty:
+            fields.add("embedding")
+        seed = round_seed(self.cfg.seed, r, _SKETCH)
+        return replace(request, fields=frozenset(fields), sketch_seed=seed)
 
     def _acquire(
         self,
@@ -331,16 +352,19 @@ class ActiveLoop:
         row: dict[str, Any],
         recalibrate: Callable[[Prediction], Prediction],
     ) -> None:
-        """Predict the pool, select a batch, label it; timings go into ``row``.
+        """Predict the pool (only what the strategy uses), select a batch, label it; timings
+        go into ``row``.
 
         The predictions the strategy sees go through ``recalibrate`` first.
         """
         labeled = self.dm.labeled
         start = time.perf_counter()
-        pool = recalibrate(self._predict(trainer, model, self.dm.pool))
-        on_labeled = None
-        if self.strategy.needs_labeled_prediction:
-            on_labeled = recalibrate(self._predict(trainer, model, labeled))
+        request = self._pool_request(r)
+        pool = on_labeled = None
+        if request is not None:
+            pool = recalibrate(self._predict(trainer, model, self.dm.pool, request))
+            if self.strategy.needs_labeled_prediction:
+                on_labeled = recalibrate(self._predict(trainer, model, labeled, request))
         row["seconds_predict"] = time.perf_counter() - start
         start = time.perf_counter()
         context = SelectionContext(
@@ -360,8 +384,14 @@ class ActiveLoop:
         else:
             self._add_labels(picks, self.oracle.query(picks), r + 1)
 
-    def _predict(self, trainer: pl.Trainer, model: pl.LightningModule, positions) -> Prediction:
-        prediction = predict(trainer, model, self.dm.loader(positions))
+    def _predict(
+        self,
+        trainer: pl.Trainer,
+        model: pl.LightningModule,
+        positions: torch.Tensor,
+        request: PredictionRequest | None = None,
+    ) -> Prediction:
+        prediction = predict(trainer, model, self.dm.loader(positions), request)
         if trainer.received_sigterm:  # Lightning lets predict run on to its end
             raise _terminated(len(self.history))
         return prediction

@@ -8,8 +8,13 @@ from torch import Tensor
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
+from regal_torch.models.gradient_features import (
+    GradientLayer,
+    GradientSketch,
+    gradient_features,
+)
 from regal_torch.models.grouped_gine import GroupedGINEEncoder, GroupedLinear
-from regal_torch.models.prediction import Prediction
+from regal_torch.models.prediction import Prediction, PredictionRequest
 from regal_torch.models.target_scaling import TargetScaling
 
 _MIN_VAR = 1e-12
@@ -45,8 +50,12 @@ class EnsembleRegressor(TargetScaling):
     Shapes:
         batch: a PyG ``Batch`` of B graphs; ``members_forward`` -> ``[M, B]``;
         ``forward`` -> ``[B]``; prediction samples ``[M, B]``; embedding ``[B, M * hidden_dim]``
-        (the members' embeddings side by side: the mean is linear in it).
+        (the members' embeddings side by side: the mean is linear in it); gradients
+        ``[B, sketch_dim]`` (of the standardised ensemble mean with respect to every member's
+        linear layers), when :attr:`prediction_request` asks for them.
     """
+
+    prediction_request = PredictionRequest()
 
     def __init__(
         self,
@@ -103,16 +112,38 @@ class EnsembleRegressor(TargetScaling):
         mae = (self(batch) - batch.y.view(-1)).abs().mean()
         self.log("val/mae", mae, batch_size=batch.num_graphs, prog_bar=True)
 
+    def gradient_layers(self) -> list[GradientLayer]:
+        """Every member's linear layers, with the level of their input rows."""
+        return [
+            *self.encoder.gradient_layers(),
+            GradientLayer(self.head_hidden, "graph"),
+            GradientLayer(self.head_out, "graph"),
+        ]
+
+    def _standardized_mean(self, batch: Batch) -> Tensor:
+        return self._standardized(self._embed(batch)).mean(0)
+
     @torch.no_grad()
     def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
-        """Members' predictions for one batch as samples, in original target units."""
+        """Members' predictions for one batch as samples, in original target units (one pass
+        either way), with gradient features if :attr:`prediction_request` asks for them."""
         embedding = self._embed(batch)
         samples = self._standardized(embedding) * self.target_std + self.target_mean
+        gradients = None
+        if self.prediction_request.wants("gradients"):
+            request = self.prediction_request
+            gradients = gradient_features(
+                self._standardized_mean,
+                self.gradient_layers(),
+                batch,
+                GradientSketch(request.sketch_dim, request.sketch_seed),
+            )
         return Prediction(
             mean=samples.mean(0),
             var=samples.var(0).clamp_min(_MIN_VAR),
             samples=samples,
             embedding=embedding.transpose(0, 1).reshape(batch.num_graphs, -1),
+            gradients=gradients,
         )
 
     def configure_optimizers(self):

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GINEConv
 
+from regal_torch.models.gradient_features import GradientLayer
+
 
 class GINEEncoder(nn.Module):
     r"""Stack of GINE convolutions with residual connections and batch norm.
@@ -58,6 +60,15 @@ class GINEEncoder(nn.Module):
         for conv, norm in zip(self.convs, self.norms, strict=True):
             conv.reset_parameters()
             norm.reset_parameters()
+
+    def gradient_layers(self) -> list[GradientLayer]:
+        """Every linear layer with the level of its input rows: the atom embedding, and per
+        convolution the bond projection and the two layers of its MLP."""
+        layers = [GradientLayer(self.node_in, "node")]
+        for conv in self.convs:
+            layers.append(GradientLayer(conv.lin, "edge"))
+            layers += [GradientLayer(m, "node") for m in conv.nn if isinstance(m, nn.Linear)]
+        return layers
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, mc: bool = False) -> Tensor:
         h = self.node_in(x)

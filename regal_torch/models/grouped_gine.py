@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from regal_torch.models.gradient_features import GradientLayer
+
 
 class GroupedLinear(nn.Module):
     """``members`` independent linear layers, applied in one batched matrix product.
@@ -104,6 +106,14 @@ class GroupedGINEEncoder(nn.Module):
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         nn.init.zeros_(self.eps)
+
+    def gradient_layers(self) -> list[GradientLayer]:
+        """Every linear layer with the level of its input rows (see GINEEncoder's)."""
+        layers = [GradientLayer(self.node_in, "node")]
+        for edge_lin, mlp in zip(self.edge_lins, self.mlps, strict=True):
+            layers.append(GradientLayer(edge_lin, "edge"))
+            layers += [GradientLayer(m, "node") for m in mlp]
+        return layers
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         src, dst = edge_index

@@ -9,7 +9,12 @@ from torch_geometric.data import Batch
 from torch_geometric.nn.resolver import aggregation_resolver
 
 from regal_torch.models.gine import GINEEncoder
-from regal_torch.models.prediction import Prediction
+from regal_torch.models.gradient_features import (
+    GradientLayer,
+    GradientSketch,
+    gradient_features,
+)
+from regal_torch.models.prediction import Prediction, PredictionRequest
 from regal_torch.models.target_scaling import TargetScaling
 
 _MIN_VAR = 1e-12
@@ -25,7 +30,10 @@ class MCDropoutRegressor(TargetScaling):
     The model trains on targets standardised with ``(mu_y, sigma_y)`` (buffers, set from the
     datamodule's labeled set at fit start, or by :meth:`set_target_scaling`), and returns
     everything in original target units. :meth:`predict_step` runs ``mc_samples`` dropout
-    passes at once by replicating the batch, so T samples cost one pass of the data loader.
+    passes at once by replicating the batch, so T samples cost one pass of the data loader;
+    when :attr:`prediction_request` asks for no uncertainty it makes one deterministic pass
+    instead, and it adds gradient features (of the standardised output with respect to every
+    linear layer, :meth:`gradient_layers`) when asked for them.
 
     Args:
         node_dim: Number of atom features.
@@ -45,6 +53,8 @@ class MCDropoutRegressor(TargetScaling):
         ``y`` of shape ``[B]`` when labeled); ``forward`` -> ``[B]``;
         ``embedding`` -> ``[B, hidden_dim]``.
     """
+
+    prediction_request = PredictionRequest()
 
     def __init__(
         self,
@@ -108,19 +118,39 @@ class MCDropoutRegressor(TargetScaling):
         mae = (self(batch) - batch.y.view(-1)).abs().mean()
         self.log("val/mae", mae, batch_size=batch.num_graphs, prog_bar=True)
 
+    def gradient_layers(self) -> list[GradientLayer]:
+        """Every linear layer, with the level of its input rows (atom, bond or molecule)."""
+        return [
+            *self.encoder.gradient_layers(),
+            GradientLayer(self.head_hidden, "graph"),
+            GradientLayer(self.head_out, "graph"),
+        ]
+
     @torch.no_grad()
     def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
-        """MC-dropout prediction for one batch, in original target units."""
-        t, num_graphs = self.hparams.mc_samples, batch.num_graphs
-        emb = self._embed(*_replicate(batch, t), t * num_graphs, mc=True)
-        samples = self._head(emb, mc=True).view(t, num_graphs)
-        samples = samples * self.target_std + self.target_mean
-        return Prediction(
-            mean=samples.mean(0),
-            var=samples.var(0).clamp_min(_MIN_VAR),
-            samples=samples,
-            embedding=self.embedding(batch),
-        )
+        """Prediction for one batch in original target units: MC-dropout samples, or one
+        deterministic pass, and the fields :attr:`prediction_request` asks for."""
+        request = self.prediction_request
+        embedding = self.embedding(batch)
+        parts: dict[str, Tensor] = {}
+        if request.uncertainty:
+            t, num_graphs = self.hparams.mc_samples, batch.num_graphs
+            emb = self._embed(*_replicate(batch, t), t * num_graphs, mc=True)
+            samples = self._head(emb, mc=True).view(t, num_graphs)
+            samples = samples * self.target_std + self.target_mean
+            parts.update(
+                mean=samples.mean(0), var=samples.var(0).clamp_min(_MIN_VAR), samples=samples
+            )
+        else:
+            parts["mean"] = self._head(embedding) * self.target_std + self.target_mean
+        if request.wants("embedding"):
+            parts["embedding"] = embedding
+        if request.wants("gradients"):
+            sketch = GradientSketch(request.sketch_dim, request.sketch_seed)
+            parts["gradients"] = gradient_features(
+                self._standardized, self.gradient_layers(), batch, sketch
+            )
+        return Prediction(**parts)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

@@ -1,4 +1,4 @@
-"""BAIT (Ash et al. 2021) in the form of Holzmüller et al. (JMLR 2023), on last-layer features."""
+"""BAIT (Ash et al. 2021) in the form of Holzmüller et al. (JMLR 2023), on a kernel's features."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class BaitStrategy(KernelStrategy):
         \mathrm{score}(x) = \frac{\sum_{x' \in \mathrm{pool} \cup \mathrm{labeled}}
         k(x', x)^2}{k(x, x) + \sigma^2},
 
-    with ``k`` the last-layer kernel's posterior given the labeled set and the picks so far.
+    with ``k`` the kernel's posterior given the labeled set and the picks so far.
     Works in feature space: with posterior features ``psi`` (``[N, D]``), ``k = psi^T C psi``
     for a ``D x D`` matrix ``C`` updated by rank one per pick, and the numerator is
     ``psi^T C M C psi`` with ``M`` the features' second-moment matrix; each step costs one
@@ -31,13 +31,17 @@ class BaitStrategy(KernelStrategy):
     Args:
         noise: Observation noise variance as a fraction of the mean ``k(x, x)`` over the pool
             (> 0); used for the posterior on the labeled set and for each pick.
-        sketch_dim: Random-projection dimension of the features (``None``: no sketch).
+        sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
+            ``grad``).
+        kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
     """
 
-    def __init__(self, noise: float = 1e-2, sketch_dim: int | None = None) -> None:
+    def __init__(
+        self, noise: float = 1e-2, sketch_dim: int | None = None, kernel: str = "ll"
+    ) -> None:
         if not noise > 0:
             raise RegalError(f"strategy.noise={noise} must be > 0")
-        super().__init__(sketch_dim)
+        super().__init__(sketch_dim, kernel)
         self.noise = noise
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from regal_torch.errors import RegalError
-from regal_torch.models.prediction import Prediction
+from regal_torch.models.prediction import Prediction, PredictionRequest
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class Strategy(ABC):
 
     Subclasses implement :meth:`_select_rows`; :meth:`select` checks inputs and output.
     ``requires`` names the :class:`Prediction` fields a strategy needs, so a model that lacks
-    one is reported by name rather than failing deep inside the method. A strategy that sets
+    one is reported by name rather than failing deep inside the method, and so that the
+    caller asks the model for no more (:meth:`request`): a strategy that requires nothing
+    (random) is given no prediction at all. A strategy that sets
     ``needs_labeled_prediction`` (distances to the labeled set, ...) gets the model's
     prediction over the labeled set in its context; the others do not pay for it.
     """
@@ -48,13 +50,22 @@ class Strategy(ABC):
     requires: tuple[str, ...] = ()
     needs_labeled_prediction: bool = False
 
-    def select(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
-        """Dataset positions of the ``k`` picked pool molecules, ``[k]``, in pick order."""
+    def request(self) -> PredictionRequest | None:
+        """What the pool prediction must hold for this strategy; None: no prediction."""
+        return PredictionRequest(frozenset(self.requires)) if self.requires else None
+
+    def select(self, prediction: Prediction | None, k: int, context: SelectionContext) -> Tensor:
+        """Dataset positions of the ``k`` picked pool molecules, ``[k]``, in pick order.
+
+        ``prediction`` may be None for a strategy that requires nothing.
+        """
         n = len(context.pool)
-        if len(prediction) != n:
+        if prediction is not None and len(prediction) != n:
             raise ValueError(f"prediction has {len(prediction)} rows but the pool has {n}")
         if not 0 < k <= n:
             raise RegalError(f"loop.batch_size={k} must be between 1 and the pool size ({n})")
+        if self.requires and prediction is None:
+            raise ValueError(f"{type(self).__name__} needs a prediction; None was given")
         for name in self.requires:
             if getattr(prediction, name) is None:
                 raise RegalError(
@@ -67,5 +78,7 @@ class Strategy(ABC):
         return context.pool[rows.to(context.pool.device)]
 
     @abstractmethod
-    def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
+    def _select_rows(
+        self, prediction: Prediction | None, k: int, context: SelectionContext
+    ) -> Tensor:
         """Rows of the prediction (``[k]``, distinct) to pick."""

@@ -9,9 +9,11 @@ import torch
 from torch import Tensor
 
 from regal_torch.errors import RegalError
-from regal_torch.models.prediction import Prediction
+from regal_torch.models.prediction import Prediction, PredictionRequest
 from regal_torch.strategies.base import SelectionContext, Strategy
 from regal_torch.strategies.features import (
+    KERNELS,
+    check_kernel,
     labeled_embedding,
     noise_variance,
     posterior_features,
@@ -35,26 +37,50 @@ class CovarianceStrategy(Strategy):
     - ``gp``: ``Prediction.covariance`` (a GP's posterior; diagonal ``Prediction.var``);
     - ``samples``: the sample covariance of ``Prediction.samples`` (ensemble members or
       dropout passes; rank at most ``S - 1``, the noise term keeps later picks defined);
-    - ``embedding``: the linear kernel on ``Prediction.embedding`` (the last layer's
-      Bayesian-linear-regression posterior), conditioned on the labeled set's embedding;
+    - ``embedding``: the linear kernel on the features of ``kernel``: ``ll``,
+      ``Prediction.embedding`` (the last layer's Bayesian-linear-regression posterior), or
+      ``grad``, ``Prediction.gradients`` (all layers, sketched to ``sketch_dim``), conditioned
+      on the labeled set's features;
     - ``auto``: the first of these the prediction has.
 
     Args:
         source: ``auto``, ``gp``, ``samples`` or ``embedding``.
         noise: Observation noise variance as a fraction of the mean prior variance over the
             pool (> 0); added to each picked molecule's variance when conditioning on it.
+        kernel: Features of the ``embedding`` source: ``ll`` or ``grad``.
+        sketch_dim: Sketch dimension of the ``grad`` features (``None``: 512).
     """
 
-    requires = ("var",)
-
-    def __init__(self, source: str = "auto", noise: float = 1e-2) -> None:
+    def __init__(
+        self,
+        source: str = "auto",
+        noise: float = 1e-2,
+        kernel: str = "ll",
+        sketch_dim: int | None = None,
+    ) -> None:
         if source not in SOURCES:
             raise RegalError(f"strategy.source={source!r} must be one of {', '.join(SOURCES)}")
         if not noise > 0:
             raise RegalError(f"strategy.noise={noise} must be > 0")
-        self.source, self.noise = source, noise
+        if kernel == "ll" and sketch_dim is not None:
+            raise RegalError("strategy.sketch_dim applies to strategy.kernel=grad only")
+        self.sketch_dim = check_kernel(kernel, sketch_dim)
+        self.source, self.noise, self.kernel = source, noise, kernel
+        self.field = KERNELS[kernel]
         # The embedding source conditions on the labeled set, so it needs its prediction.
         self.needs_labeled_prediction = source in ("auto", "embedding")
+        self.requires = (self.field,) if source == "embedding" else ("var",)
+
+    def request(self) -> PredictionRequest:
+        fields = {
+            "auto": {"var", "covariance", "samples", self.field},
+            "gp": {"var", "covariance"},
+            "samples": {"var", "samples"},
+            "embedding": {self.field},
+        }[self.source]
+        if self.kernel == "grad":
+            return PredictionRequest(frozenset(fields), sketch_dim=self.sketch_dim)
+        return PredictionRequest(frozenset(fields))
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
         diag, column, sigma2 = self._kernel(prediction, context)
@@ -62,7 +88,7 @@ class CovarianceStrategy(Strategy):
 
     def _resolve(self, prediction: Prediction) -> str:
         if self.source != "auto":
-            field = {"gp": "covariance", "samples": "samples"}.get(self.source, self.source)
+            field = {"gp": "covariance", "samples": "samples"}.get(self.source, self.field)
             if getattr(prediction, field) is None:
                 raise RegalError(
                     f"strategy CovarianceStrategy with source={self.source} needs "
@@ -72,11 +98,11 @@ class CovarianceStrategy(Strategy):
         for source, field in (("gp", "covariance"), ("samples", "samples")):
             if getattr(prediction, field) is not None:
                 return source
-        if prediction.embedding is not None:
+        if getattr(prediction, self.field) is not None:
             return "embedding"
         raise RegalError(
             "strategy CovarianceStrategy needs Prediction.covariance, Prediction.samples or "
-            "Prediction.embedding, and this model provides none of them"
+            f"Prediction.{self.field}, and this model provides none of them"
         )
 
     def _kernel(
@@ -98,9 +124,10 @@ class CovarianceStrategy(Strategy):
             features = (samples - samples.mean(0)).T / math.sqrt(max(samples.shape[0] - 1, 1))
             sigma2 = noise_variance(features, self.noise)
         else:
-            labeled = labeled_embedding(type(self).__name__, prediction, context)
-            sigma2 = noise_variance(prediction.embedding, self.noise)
-            features, _ = posterior_features(prediction.embedding, labeled, sigma2)
+            pool = getattr(prediction, self.field)
+            labeled = labeled_embedding(type(self).__name__, prediction, context, self.field)
+            sigma2 = noise_variance(pool, self.noise)
+            features, _ = posterior_features(pool, labeled, sigma2)
         return features.square().sum(1), lambda row: features @ features[row], sigma2
 
 

@@ -1,15 +1,19 @@
-"""Features and kernels shared by the batch strategies: last-layer features, their sketch and
-posterior, and squared distances computed in row blocks (never a pool-by-pool matrix).
+"""Features and kernels shared by the batch strategies: last-layer or gradient features, their
+sketch and posterior, and squared distances computed in row blocks (never a pool-by-pool
+matrix).
 
 The batch methods of Holzmüller et al. (JMLR 2023) work with a kernel
-``k(x, x') = phi(x)^T phi(x')`` on features ``phi``. For a model whose output is linear in its
-embedding (every model here), the gradient of the output with respect to the last layer's
-weights is the embedding itself (plus a constant 1 for the bias, which cancels in distances),
-so the last-layer gradient kernel is the linear kernel on :attr:`Prediction.embedding`.
-"Sketched gradient features" (``sketch_dim``) are a Gaussian random projection of these
-features to ``sketch_dim`` dimensions, as in the paper's ``rp`` transform; gradients with
-respect to earlier layers (the paper's full ``grad`` kernel) need per-molecule backward
-passes through the network, which a :class:`Prediction` does not carry.
+``k(x, x') = phi(x)^T phi(x')`` on features ``phi``, chosen by ``kernel``:
+
+- ``ll`` (last layer): for a model whose output is linear in its embedding (every model
+  here), the gradient of the output with respect to the last layer's weights is the
+  embedding itself (plus a constant 1 for the bias, which cancels in distances), so this is
+  the linear kernel on :attr:`Prediction.embedding`. ``sketch_dim`` projects it to that many
+  dimensions with a Gaussian random matrix (the paper's ``rp`` transform).
+- ``grad`` (all layers): the gradient of the output with respect to the weights of every
+  linear layer, message passing included, as a sketch of ``sketch_dim`` dimensions (512 by
+  default) that the model computes (:attr:`Prediction.gradients`,
+  :mod:`regal_torch.models.gradient_features`): the paper's ``grad_rp`` kernel.
 """
 
 from __future__ import annotations
@@ -20,33 +24,42 @@ import torch
 from torch import Tensor
 
 from regal_torch.errors import RegalError
-from regal_torch.models.prediction import Prediction
+from regal_torch.models.prediction import Prediction, PredictionRequest
 from regal_torch.strategies.base import SelectionContext, Strategy
 
 # Pool rows per block when distances to many centers are computed at once.
 _BLOCK_ROWS = 8192
 
 
-def labeled_embedding(name: str, prediction: Prediction, context: SelectionContext) -> Tensor:
-    """The labeled set's embedding from the context, ``[L, D]`` (``[0, D]`` if none is labeled).
+KERNELS = {"ll": "embedding", "grad": "gradients"}  # kernel -> the Prediction field it uses
+GRAD_SKETCH_DIM = 512  # default sketch dimension of the grad kernel
+
+
+def labeled_embedding(
+    name: str, prediction: Prediction, context: SelectionContext, field: str = "embedding"
+) -> Tensor:
+    """The labeled set's features (``field`` of its prediction, the embedding by default)
+    from the context, ``[L, D]`` (``[0, D]`` if none is labeled).
 
     Raises:
         RegalError: naming the missing piece when the labeled set is not empty but the
-            context has no prediction over it, or that prediction has no embedding.
+            context has no prediction over it, or that prediction lacks the field.
     """
+    pool = getattr(prediction, field)
     if len(context.labeled) == 0:
-        return prediction.embedding.new_zeros(0, prediction.embedding.shape[1])
+        return pool.new_zeros(0, pool.shape[1])
     if context.labeled_prediction is None:
         raise RegalError(
             f"strategy {name} needs SelectionContext.labeled_prediction (the model's prediction "
             "over the labeled set), which the caller did not give"
         )
-    if context.labeled_prediction.embedding is None:
+    labeled = getattr(context.labeled_prediction, field)
+    if labeled is None:
         raise RegalError(
-            f"strategy {name} needs Prediction.embedding of the labeled set, "
+            f"strategy {name} needs Prediction.{field} of the labeled set, "
             "which this model does not provide"
         )
-    return context.labeled_prediction.embedding.to(prediction.device, prediction.embedding.dtype)
+    return labeled.to(prediction.device, pool.dtype)
 
 
 def labeled_targets(name: str, prediction: Prediction, context: SelectionContext) -> Tensor:
@@ -63,40 +76,69 @@ def labeled_targets(name: str, prediction: Prediction, context: SelectionContext
 
 
 def kernel_features(
-    name: str, prediction: Prediction, context: SelectionContext, sketch_dim: int | None
+    name: str,
+    prediction: Prediction,
+    context: SelectionContext,
+    sketch_dim: int | None,
+    kernel: str = "ll",
 ) -> tuple[Tensor, Tensor]:
-    """Last-layer features of pool and labeled set, optionally sketched to ``sketch_dim``.
+    """Features of pool and labeled set for ``kernel`` (see the module docstring).
 
-    The projection is drawn from ``context.generator``, so it is the same for the same seed.
+    ``ll``: the embedding, projected to ``sketch_dim`` dimensions if it is given (the
+    projection is drawn from ``context.generator``, so it is the same for the same seed).
+    ``grad``: the gradient features as the model sketched them.
 
     Shapes:
         returns pool ``[N, D']`` and labeled ``[L, D']``, ``D' = sketch_dim or D``.
     """
-    pool = prediction.embedding
-    labeled = labeled_embedding(name, prediction, context)
-    if sketch_dim is None:
+    field = KERNELS[kernel]
+    pool = getattr(prediction, field)
+    labeled = labeled_embedding(name, prediction, context, field)
+    if sketch_dim is None or kernel == "grad":
         return pool, labeled
     projection = torch.randn(pool.shape[1], sketch_dim, generator=context.generator)
     projection = projection.to(pool.device, pool.dtype) / math.sqrt(sketch_dim)
     return pool @ projection, labeled @ projection
 
 
+def check_kernel(kernel: str, sketch_dim: int | None) -> int | None:
+    """The sketch dimension to use for ``kernel``: ``sketch_dim``, or for ``grad`` its
+    default (:data:`GRAD_SKETCH_DIM`) when it is None.
+
+    Raises:
+        RegalError: an unknown kernel or a sketch dimension below 1.
+    """
+    if kernel not in KERNELS:
+        raise RegalError(f"strategy.kernel={kernel!r} must be one of {', '.join(KERNELS)}")
+    if sketch_dim is not None and not (isinstance(sketch_dim, int) and sketch_dim >= 1):
+        raise RegalError(f"strategy.sketch_dim={sketch_dim!r} must be null or an integer >= 1")
+    return GRAD_SKETCH_DIM if kernel == "grad" and sketch_dim is None else sketch_dim
+
+
 class KernelStrategy(Strategy):
-    """A strategy on the last-layer kernel of the pool and the labeled set (see the module doc).
+    """A strategy on a kernel of the pool and the labeled set (see the module docstring).
 
     Args:
-        sketch_dim: Random-projection dimension of the features (``None``: no sketch).
+        sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
+            ``grad``).
+        kernel: ``ll`` (last-layer features) or ``grad`` (gradient features of all layers).
     """
 
-    requires = ("embedding",)
     needs_labeled_prediction = True
 
-    def __init__(self, sketch_dim: int | None = None) -> None:
-        self.sketch_dim = sketch_dim
+    def __init__(self, sketch_dim: int | None = None, kernel: str = "ll") -> None:
+        self.sketch_dim = check_kernel(kernel, sketch_dim)
+        self.kernel = kernel
+        self.requires = (KERNELS[kernel],)
+
+    def request(self) -> PredictionRequest:
+        return PredictionRequest(frozenset(self.requires), sketch_dim=self.sketch_dim)
 
     def features(self, prediction: Prediction, context: SelectionContext) -> tuple[Tensor, Tensor]:
         """Pool ``[N, D']`` and labeled ``[L, D']`` features (:func:`kernel_features`)."""
-        return kernel_features(type(self).__name__, prediction, context, self.sketch_dim)
+        return kernel_features(
+            type(self).__name__, prediction, context, self.sketch_dim, self.kernel
+        )
 
 
 def noise_variance(features: Tensor, noise: float) -> float:

@@ -1,4 +1,4 @@
-"""k-means++ seeding (Holzmüller et al., JMLR 2023, KMeansPP-TP) on the last-layer kernel."""
+"""k-means++ seeding (KMeansPP-TP of Holzmüller et al., JMLR 2023) on a kernel."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class KMeansPPStrategy(KernelStrategy):
     through an inverse-CDF lookup on the prediction's device.
 
     Args:
-        sketch_dim: Random-projection dimension of the features (``None``: no sketch).
+        sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
+            ``grad``).
+        kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

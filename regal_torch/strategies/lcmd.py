@@ -20,7 +20,9 @@ class LCMDStrategy(KernelStrategy):
     bmdal-reg. The paper's best method on its benchmark (17% lower RMSE than random).
 
     Args:
-        sketch_dim: Random-projection dimension of the features (``None``: no sketch).
+        sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
+            ``grad``).
+        kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

@@ -1,4 +1,4 @@
-"""MaxDist (Holzmüller et al., JMLR 2023): farthest-first on the last-layer kernel."""
+"""MaxDist (Holzmüller et al., JMLR 2023): farthest-first on a kernel (last layer or gradients)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ class MaxDistStrategy(KernelStrategy):
     labeled or picked molecule, and repeat.
 
     The kernel distance is ``d(x, x')^2 = k(x, x) + k(x', x') - 2 k(x, x')`` for the linear
-    kernel on the last-layer features (optionally sketched); with an empty labeled set the
-    first pick is the molecule of largest ``k(x, x)``, as in bmdal-reg.
+    kernel on the features (last layer or gradients, optionally sketched); with an empty
+    labeled set the first pick is the molecule of largest ``k(x, x)``, as in bmdal-reg.
 
     Args:
-        sketch_dim: Random-projection dimension of the features (``None``: no sketch).
+        sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
+            ``grad``).
+        kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

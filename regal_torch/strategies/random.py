@@ -10,7 +10,9 @@ from regal_torch.strategies.base import SelectionContext, Strategy
 
 
 class RandomStrategy(Strategy):
-    """``k`` pool molecules uniformly at random, without replacement."""
+    """``k`` pool molecules uniformly at random, without replacement (no prediction needed)."""
 
-    def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
-        return torch.randperm(len(prediction), generator=context.generator)[:k]
+    def _select_rows(
+        self, prediction: Prediction | None, k: int, context: SelectionContext
+    ) -> Tensor:
+        return torch.randperm(len(context.pool), generator=context.generator)[:k]

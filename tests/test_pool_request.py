@@ -1,0 +1,74 @@
+"""The loop asks the model for what the strategy uses and no more: no pool prediction for
+random, one deterministic pass for the diversity methods, gradient sketches for kernel=grad."""
+
+import pytest
+import torch
+from conftest import compose_config
+
+from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.models.mc_dropout import MCDropoutRegressor
+
+
+@pytest.fixture
+def requests_seen(monkeypatch: pytest.MonkeyPatch) -> list:
+    """``(number of molecules, request)`` of every batch the MC-dropout model predicts."""
+    seen = []
+    original = MCDropoutRegressor.predict_step
+
+    def spy(self, batch, batch_idx=0):
+        seen.append((batch.num_graphs, self.prediction_request))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(MCDropoutRegressor, "predict_step", spy)
+    return seen
+
+
+def _run(tiny, tmp_path, strategy: str, *extra: str) -> ActiveLoop:
+    loop = ActiveLoop(compose_config([*tiny, f"strategy={strategy}", *extra]), tmp_path)
+    loop.run()
+    return loop
+
+
+def test_random_predicts_no_pool(tiny, tmp_path, requests_seen):
+    loop = _run(tiny, tmp_path, "random")
+    predicted = sum(n for n, _ in requests_seen)
+    rounds = len(loop.history)
+    # test (50) and val (20) molecules each round, nothing else
+    assert predicted == rounds * (50 + 20)
+    assert all(request.uncertainty for _, request in requests_seen)
+
+
+def test_lcmd_predicts_the_pool_once_without_dropout(tiny, tmp_path, requests_seen):
+    loop = _run(tiny, tmp_path, "lcmd")
+    cheap = [(n, r) for n, r in requests_seen if not r.uncertainty]
+    # pool (final pool + 20, then + 10) and labeled set (20, then 30) in each of the 2
+    # acquisition rounds, without MC samples
+    final_pool = len(loop.dm.pool)
+    assert sum(n for n, _ in cheap) == (final_pool + 20) + 20 + (final_pool + 10) + 30
+    assert all(r.fields == frozenset({"embedding"}) for _, r in cheap)
+
+
+def test_grad_kernel_runs_end_to_end_with_one_sketch_per_round(tiny, tmp_path, requests_seen):
+    loop = _run(tiny, tmp_path, "lcmd_grad", "strategy.sketch_dim=32")
+    assert len(loop.history) == 3 and len(loop.dm.labeled) == 20 + 2 * 10
+    sketched = [r for _, r in requests_seen if r.wants("gradients")]
+    assert sketched and all(r.sketch_dim == 32 for r in sketched)
+    # pool and labeled set of one round share the sketch; rounds draw their own
+    assert len({r.sketch_seed for r in sketched}) == 2
+
+
+def test_grad_picks_differ_from_ll_picks(tiny, tmp_path):
+    ll = _run(tiny, tmp_path / "ll", "maxdist")
+    grad = _run(tiny, tmp_path / "grad", "maxdist_grad")
+    initial = ll.label_rounds == 0
+    assert torch.equal(ll.dm.labeled[initial], grad.dm.labeled[grad.label_rounds == 0])
+    assert not torch.equal(ll.dm.labeled, grad.dm.labeled)
+
+
+def test_a_model_without_gradients_is_a_clear_error(tiny, tmp_path):
+    from regal_torch.errors import RegalError
+
+    overrides = [o for o in tiny if not o.startswith("model.")]
+    config = compose_config([*overrides, "strategy=lcmd_grad", "model=gp"])
+    with pytest.raises(RegalError, match="Prediction.gradients"):
+        ActiveLoop(config, tmp_path).run()
