@@ -12,8 +12,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from regal_torch.errors import RegalError
+from regal_torch.errors import RegalError, regal_cause
+from regal_torch.lock import RunLock
 from regal_torch.overrides import one_line, override_error
+from regal_torch.run_folder import (
+    OWN_OVERRIDES,
+    new_paths,
+    remove_new,
+    resume_command,
+    write_hydra_files,
+)
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
@@ -33,32 +41,60 @@ def _quiet_lightning() -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def _job(cfg: DictConfig) -> None:
+    """One run in Hydra's run folder: lock it, resume or start the loop, run it.
+
+    The loop's constructor checks the folder's state against the config; only once it is
+    accepted is ``.hydra/`` written. A run refused before that leaves the folder as it was
+    (and removes what Hydra created for it); the error is one line, exit status 2.
+    """
     from regal_torch.loop.active_loop import ActiveLoop
 
     _quiet_lightning()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    new = new_paths(run_dir)
+    lock = RunLock(run_dir)
     try:
-        loop = ActiveLoop(cfg, run_dir)
+        lock.acquire()  # before anything reads or writes the folder's state
+        try:
+            loop = ActiveLoop(cfg, run_dir)
+        except BaseException:
+            remove_new(run_dir, new)
+            lock.release(remove=lock.created)
+            raise
+        if hydra_cfg.output_subdir is None:  # set by main(): Hydra left .hydra/ to us
+            write_hydra_files(cfg, run_dir)
         loop.run()
     except (RegalError, InstantiationException) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+        print(f"error: {one_line(regal_cause(exc) or exc)}", file=sys.stderr, flush=True)
         sys.exit(2)
+    finally:
+        lock.release()
     if loop.pending is not None:
-        command = " ".join(["python -m regal_torch.run", *hydra_cfg.overrides.task])
         print(
             f"{len(loop.pending)} molecules to label: fill in the 'label' column of "
             f"{loop.pending_query} (or pass labels=FILE with id,label columns), then re-run:\n"
-            f"  {command}",
+            f"  {resume_command(hydra_cfg)}",
             flush=True,
         )
     print(f"run directory: {run_dir}", flush=True)
 
 
-if __name__ == "__main__":
-    problem = override_error(CONFIG_DIR, sys.argv[1:])
+def main() -> None:
+    """``python -m regal_torch.run [overrides]``: one-line errors for overrides that do not
+    compose, then the Hydra job, with Hydra's own ``.hydra/`` writing left to the job
+    (:mod:`regal_torch.run_folder`)."""
+    args = sys.argv[1:]
+    problem = override_error(CONFIG_DIR, args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
+    given = {a.lstrip("+~").split("=", 1)[0] for a in args}
+    own = [o for o in OWN_OVERRIDES if o.lstrip("+~").split("=", 1)[0] not in given]
+    sys.argv = [sys.argv[0], *args, *own]
+    _job()
+
+
+if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 """Learn mode: run, fill in the query file (partly), re-run, and so on; bad answers refused."""
 
+import shlex
 import subprocess
 import sys
 
@@ -111,3 +112,35 @@ def test_command_says_which_file_to_fill_and_how_to_continue(csv, tmp_path, caps
     query = run_dir / "queries" / "round_001.csv"
     assert status_main([str(run_dir)]) == 0
     assert f"pending query: 5 molecules to label in {query}" in capsys.readouterr().out
+
+
+def test_printed_command_resumes_the_run_from_any_folder(csv, tmp_path):
+    """The command names the run folder and the user's Hydra options (here a search path for
+    an own strategy config), quoted for the shell; pasted elsewhere it resumes the run."""
+    (tmp_path / "conf" / "strategy").mkdir(parents=True)
+    (tmp_path / "conf" / "strategy" / "mine.yaml").write_text(
+        "_target_: regal_torch.strategies.random.RandomStrategy\n"
+    )
+    run_dir = tmp_path / "my run"
+    overrides = [
+        *_overrides(csv, "loop.rounds=1", "strategy=mine"),
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        f"hydra.run.dir={run_dir}",
+    ]
+    cmd = [sys.executable, "-m", "regal_torch.run", *overrides]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    printed = shlex.split(out.stdout.split("then re-run:\n")[1].splitlines()[0])
+    assert printed[:3] == ["python", "-m", "regal_torch.run"]
+    assert printed[-1] == f"hydra.run.dir={run_dir}"
+
+    _fill(run_dir / "queries" / "round_001.csv", {0: "1.5", 1: "2.5"})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    again = subprocess.run(
+        [sys.executable, *printed[1:]], capture_output=True, text=True, timeout=300, cwd=elsewhere
+    )
+    assert again.returncode == 0, again.stderr
+    assert "2 of 5 queried molecules labeled" in again.stdout
+    assert list(elsewhere.iterdir()) == []  # no new run started here
+    assert pd.read_csv(run_dir / "history.csv")["n_labeled"].tolist() == [32, 34]
