@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import hydra
+from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
@@ -90,10 +91,20 @@ def main() -> None:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
-    given = {a.lstrip("+~").split("=", 1)[0] for a in args}
-    own = [o for o in OWN_OVERRIDES if o.lstrip("+~").split("=", 1)[0] not in given]
-    sys.argv = [sys.argv[0], *args, *own]
+    sys.argv = [sys.argv[0], *_with_own_overrides(args)]
     _job()
+
+
+def _with_own_overrides(args: list[str]) -> list[str]:
+    """``args`` with :data:`OWN_OVERRIDES` (less those the user set) after the user's overrides,
+    all of them first: Hydra's parser takes the overrides only as one run of arguments."""
+    overrides = get_args_parser().parse_args(args).overrides
+    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    own = [o for o in OWN_OVERRIDES if o.lstrip("+~").split("=", 1)[0] not in given]
+    options = list(args)
+    for override in overrides:
+        options.remove(override)
+    return [*overrides, *own, *options]
 
 
 if __name__ == "__main__":

@@ -62,13 +62,15 @@ def test_a_second_process_is_refused_and_changes_nothing(tiny, run_copy):
 def test_a_run_holds_the_lock_while_it_runs(tiny, tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "regal_torch.run", *tiny, "trainer.max_epochs=500"]
-    run = subprocess.Popen(
-        [*cmd, f"hydra.run.dir={run_dir}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    err = tmp_path / "err.txt"
+    with open(err, "w") as stderr:  # a pipe nobody reads could fill up and block the run
+        run = subprocess.Popen(
+            [*cmd, f"hydra.run.dir={run_dir}"], stdout=subprocess.DEVNULL, stderr=stderr
+        )
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while not (run_dir / ".hydra" / "config.yaml").exists():  # written once it runs
-            assert run.poll() is None and time.time() < deadline
+            assert run.poll() is None and time.time() < deadline, err.read_text()[-2000:]
             time.sleep(0.1)
         with pytest.raises(RegalError, match=f"^{run_dir} is in use by process {run.pid}$"):
             RunLock(run_dir).acquire()
