@@ -62,9 +62,7 @@ def test_overfits_a_tiny_set(qm9_small):
 def test_sparse_posterior_at_all_training_inputs_is_the_exact_one(fitted):
     dm, model, trainer = fitted
     train_x, train_y = model.training_set(dm.loader(dm.labeled, dm.labels[dm.labeled]))
-    sparse = SparsePosterior(
-        model.gp, train_x, train_y, train_x, model.target_mean, model.target_std
-    )
+    sparse = SparsePosterior(model.gp, train_x, train_y, model.target_scaler)  # Z = train_x
     x = model.training_set(dm.loader(dm.test, dm.truth[dm.test]))[0]
     same = torch.eye(len(x))
     for got, want in zip(sparse.mean_var(x), model.posterior.mean_var(x), strict=True):

@@ -19,11 +19,12 @@ def _dm(ds, n, batch_size):
 
 def test_each_member_of_the_grouped_encoder_is_a_plain_gine_encoder(qm9_small, batch):
     torch.manual_seed(0)
-    grouped = GroupedGINEEncoder(3, qm9_small.num_node_features, qm9_small.num_edge_features, 16)
+    dims = qm9_small.num_node_features, qm9_small.num_edge_features
+    grouped = GroupedGINEEncoder(3, *dims, hidden_dim=16, num_layers=3, dropout=0.0)
     grouped.eps.data.uniform_(-0.5, 0.5)
     out = grouped.eval()(batch.x, batch.edge_index, batch.edge_attr)
     for m in range(3):
-        plain = GINEEncoder(qm9_small.num_node_features, qm9_small.num_edge_features, 16).eval()
+        plain = GINEEncoder(*dims, hidden_dim=16, num_layers=3, dropout=0.0).eval()
         with torch.no_grad():
             plain.node_in.weight.copy_(grouped.node_in.weight[m].T)
             plain.node_in.bias.copy_(grouped.node_in.bias[m, 0])

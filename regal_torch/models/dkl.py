@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import gpytorch
+import pytorch_lightning as pl
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import Batch
-from torch_geometric.nn.resolver import aggregation_resolver
 
 from regal_torch.models.exact_gp import ExactGPModel
-from regal_torch.models.gine import GINEEncoder
 from regal_torch.models.posterior_regressor import PosteriorRegressor
+from regal_torch.models.readout import gine_readout
+from regal_torch.models.target_scaling import TargetScaler
 
 
 class DeepKernelGP(PosteriorRegressor):
@@ -35,6 +36,10 @@ class DeepKernelGP(PosteriorRegressor):
     predictive variance, the GP features as ``embedding`` and the block posterior
     covariance (:class:`PosteriorRegressor`). Trains on standardised targets.
 
+    There is no validation during training: the model has no posterior until training
+    ends (and a validation pass would draw from the global random state, so later epochs
+    would see other batches than in earlier versions of this model).
+
     Args:
         node_dim: Number of atom features.
         edge_dim: Number of bond features.
@@ -50,10 +55,15 @@ class DeepKernelGP(PosteriorRegressor):
         exact_max: Largest labeled set conditioned on exactly (default 3000; None: always).
         inducing_points: Inducing inputs of the variational posterior above ``exact_max``
             (default 1000).
+        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
 
     Shapes:
-        batch: a PyG ``Batch`` of B graphs; ``features`` -> ``[B, feature_dim]``.
+        batch: a PyG ``Batch`` of B graphs; ``features`` -> ``[B, feature_dim]``;
+        ``forward`` -> ``[B]``.
     """
+
+    # Lightning's own (absent) validation step: no validation loop (see above)
+    validation_step = pl.LightningModule.validation_step
 
     def __init__(
         self,
@@ -70,14 +80,13 @@ class DeepKernelGP(PosteriorRegressor):
         weight_decay: float = 0.0,
         exact_max: int | None = 3000,
         inducing_points: int = 1000,
+        target_scaling: TargetScaler | None = None,
     ) -> None:
-        super().__init__(exact_max, inducing_points)
+        super().__init__(exact_max, inducing_points, target_scaling)
         if kernel not in ("rbf", "matern"):
             raise ValueError(f"model.kernel must be rbf or matern; got {kernel!r}")
-        self.save_hyperparameters()
-        self.encoder = GINEEncoder(node_dim, edge_dim, hidden_dim, num_layers, dropout)
-        self.pool = aggregation_resolver(pooling)
-        self.project = nn.Linear(hidden_dim, feature_dim)
+        self.save_hyperparameters(ignore=["target_scaling"])
+        self.encoder, self.pool, self.project = gine_readout(self.hparams, feature_dim)
         base = (
             gpytorch.kernels.RBFKernel(ard_num_dims=feature_dim)
             if kernel == "rbf"
@@ -91,32 +100,22 @@ class DeepKernelGP(PosteriorRegressor):
         h = self.encoder(batch.x, batch.edge_index, batch.edge_attr)
         return torch.tanh(self.project(self.pool(h, batch.batch, dim_size=batch.num_graphs)))
 
-    def on_train_start(self) -> None:
-        self.posterior = None  # a previous fit's posterior is stale from the first step on
-
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        target = (batch.y.view(-1) - self.target_mean) / self.target_std
+    def loss(self, batch: Batch, target: Tensor) -> Tensor:
+        """Negative exact marginal log likelihood of the batch as a GP data set, per molecule."""
         z = self.features(batch)
         self.gp.set_train_data(z, target, strict=False)
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.gp.likelihood, self.gp)
-        loss = -mll(self.gp(z), target)
-        self.log("train/loss", loss, batch_size=batch.num_graphs, prog_bar=True)
-        return loss
+        return -mll(self.gp(z), target)
 
     def on_train_end(self) -> None:
         self.gp.set_train_data(None, None, strict=False)
         self.condition(*self.training_set(self.training_loader()))
 
-    def configure_optimizers(self):
+    def optimizer_groups(self) -> list[dict]:
+        """The encoder at ``lr`` (with weight decay), the GP hyperparameters at ``gp_lr``."""
         gp_params = set(self.gp.parameters())
         encoder = [p for p in self.parameters() if p not in gp_params]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": encoder, "lr": self.hparams.lr},
-                {"params": list(gp_params), "lr": self.hparams.gp_lr, "weight_decay": 0.0},
-            ],
-            weight_decay=self.hparams.weight_decay,
-        )
-        epochs = max(int(self.trainer.max_epochs or 1), 1)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return [
+            {"params": encoder, "lr": self.hparams.lr},
+            {"params": list(gp_params), "lr": self.hparams.gp_lr, "weight_decay": 0.0},
+        ]

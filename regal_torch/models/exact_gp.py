@@ -6,6 +6,11 @@ import gpytorch
 import torch
 from torch import Tensor
 
+from regal_torch.models.gp_posterior import GPPosterior, cholesky_with_jitter
+from regal_torch.models.target_scaling import TargetScaler
+
+__all__ = ["ExactGPModel", "ExactPosterior", "cholesky_with_jitter"]
+
 
 class ExactGPModel(gpytorch.models.ExactGP):
     """Constant mean and the given kernel: the prior whose hyperparameters are trained.
@@ -27,8 +32,8 @@ class ExactGPModel(gpytorch.models.ExactGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
-class ExactPosterior:
-    r"""Posterior of an :class:`ExactGPModel` given training data, in original target units.
+class ExactPosterior(GPPosterior):
+    r"""Exact posterior of an :class:`ExactGPModel` (a :class:`GPPosterior`).
 
     With :math:`K = k(X, X) + \sigma^2 I = L L^\top` and :math:`v(x) = L^{-1} k(X, x)`:
 
@@ -36,36 +41,27 @@ class ExactPosterior:
         \mu(x) = c + k(x, X) K^{-1}(y - c) \qquad
         \mathrm{cov}(y_a, y_b) = k(a, b) - v(a)^\top v(b) + \sigma^2 [a = b]
 
-    (covariance of noisy observations, so its diagonal is the predictive variance), then
-    scaled to original units with ``target_mean`` and ``target_std``. One Cholesky factor
-    at construction; every block costs two triangular solves, so a strategy can ask for any
-    rows-by-columns block without an N x N matrix.
+    then scaled to original units. One Cholesky factor at construction, O(L^3); every
+    block costs two triangular solves, so a strategy can ask for any rows-by-columns block
+    without an N x N matrix. :meth:`whiten` gives ``(v(x),)``.
 
     Args:
         gp: The trained prior (kernel, constant mean, likelihood noise).
         train_x: Training inputs.
         train_y: Standardised training targets.
-        target_mean: Shift back to original units.
-        target_std: Scale back to original units.
+        scaling: Map from standardised to original units.
 
     Shapes:
-        train_x: ``[L, D]``; train_y: ``[L]``; ``mean_var(x)``: ``[N, D]`` -> ``[N]``, ``[N]``;
-        ``covariance(a, b, same)``: ``[R, D]``, ``[C, D]``, ``[R, C]`` -> ``[R, C]``.
+        train_x: ``[L, D]``; train_y: ``[L]``; ``whiten(x)``: ``[N, D]`` -> ``([L, N],)``;
+        the rest as in :class:`GPPosterior`.
     """
 
     def __init__(
-        self,
-        gp: ExactGPModel,
-        train_x: Tensor,
-        train_y: Tensor,
-        target_mean: Tensor,
-        target_std: Tensor,
+        self, gp: ExactGPModel, train_x: Tensor, train_y: Tensor, scaling: TargetScaler
     ) -> None:
+        super().__init__(gp, train_x, train_y, scaling)
         with torch.no_grad():
-            self.kernel = gp.covar_module
-            self.constant = gp.mean_module.constant.detach()
-            self.noise = gp.likelihood.noise.detach().squeeze()
-            self.train_x, self.shift, self.scale = train_x.detach(), target_mean, target_std
+            self.train_x = train_x.detach()
             gram = self._k(self.train_x, self.train_x)
             gram.diagonal().add_(self.noise)
             self.chol = cholesky_with_jitter(gram)
@@ -82,50 +78,22 @@ class ExactPosterior:
 
     @torch.no_grad()
     def mean_var(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Predictive mean and variance (with noise) at ``x``, original units."""
         cross, v = self._v(x)
         mean = self.constant + cross.T @ self.alpha
         prior = self.kernel(x, x, diag=True)
         var = (prior - v.pow(2).sum(0)).clamp_min(0) + self.noise
-        return mean * self.scale + self.shift, var * self.scale**2
+        return self.scaling(mean), self.scaling.scale_variance(var)
 
     @torch.no_grad()
     def whiten(self, x: Tensor) -> tuple[Tensor]:
-        """The per-input factor of the posterior correction, ``(L^{-1} k(X, x),)``: ``[L, N]``.
-
-        Computed once for a set of inputs, it makes every covariance block of that set cost
-        one ``L``-long dot product per entry instead of two triangular solves
-        (:meth:`covariance_whitened`).
-        """
+        """``(L^{-1} k(X, x),)``: ``[L, N]``; computed once for a set of inputs, it makes
+        every covariance block of that set cost one ``L``-long dot product per entry instead
+        of two triangular solves."""
         return (self._v(x)[1],)
-
-    @torch.no_grad()
-    def covariance(self, a: Tensor, b: Tensor, same: Tensor) -> Tensor:
-        """Posterior covariance of the observations at ``a`` and ``b``, original units.
-
-        ``same[i, j]`` says that row ``i`` of ``a`` and row ``j`` of ``b`` are the same
-        molecule (it gets the noise variance added).
-        """
-        return self.covariance_whitened(a, b, self.whiten(a), self.whiten(b), same)
 
     @torch.no_grad()
     def covariance_whitened(
         self, a: Tensor, b: Tensor, wa: tuple[Tensor], wb: tuple[Tensor], same: Tensor
     ) -> Tensor:
-        """:meth:`covariance` given ``wa = whiten(a)`` and ``wb = whiten(b)``."""
         cov = self._k(a, b) - wa[0].T @ wb[0] + self.noise * same
-        return cov * self.scale**2
-
-
-def cholesky_with_jitter(matrix: Tensor) -> Tensor:
-    """Cholesky factor, adding diagonal jitter (1e-6 to 1e-2 of the mean diagonal) if needed."""
-    chol, info = torch.linalg.cholesky_ex(matrix)
-    jitter = 1e-6 * matrix.diagonal().mean()
-    while info.item() != 0:
-        if jitter > 1e-2 * matrix.diagonal().mean():
-            raise RuntimeError("GP kernel matrix is not positive definite, even with jitter")
-        chol, info = torch.linalg.cholesky_ex(
-            matrix + jitter * torch.eye(len(matrix), device=matrix.device, dtype=matrix.dtype)
-        )
-        jitter *= 10
-    return chol
+        return self.scaling.scale_variance(cov)

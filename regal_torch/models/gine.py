@@ -26,9 +26,9 @@ class GINEEncoder(nn.Module):
     Args:
         node_dim: Number of atom features.
         edge_dim: Number of bond features.
-        hidden_dim: Width of every layer (default 128).
-        num_layers: Number of message passing layers (default 3).
-        dropout: Dropout probability after each layer (default 0.1).
+        hidden_dim: Width of every layer.
+        num_layers: Number of message passing layers.
+        dropout: Dropout probability after each layer.
 
     Shapes:
         x: ``[V, node_dim]``; edge_index: ``[2, E]``; edge_attr: ``[E, edge_dim]``;
@@ -39,9 +39,9 @@ class GINEEncoder(nn.Module):
         self,
         node_dim: int,
         edge_dim: int,
-        hidden_dim: int = 128,
-        num_layers: int = 3,
-        dropout: float = 0.1,
+        hidden_dim: int,
+        num_layers: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.dropout = dropout

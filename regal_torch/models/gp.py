@@ -11,6 +11,7 @@ from regal_torch.errors import RegalError
 from regal_torch.models.exact_gp import ExactGPModel
 from regal_torch.models.posterior_regressor import PosteriorRegressor
 from regal_torch.models.tanimoto import TanimotoKernel, morgan_fingerprints
+from regal_torch.models.target_scaling import TargetScaler
 
 
 class FingerprintGP(PosteriorRegressor):
@@ -18,11 +19,12 @@ class FingerprintGP(PosteriorRegressor):
     :math:`f \sim \mathcal{GP}(0, s\,k_\mathrm{Tanimoto})`, :math:`\varepsilon \sim N(0, \sigma^2)`.
 
     The descriptors are fixed, so the model has only three hyperparameters (``c``, ``s``,
-    ``sigma^2``) on standardised targets. Fitting (``Trainer.fit``) is done entirely in
-    ``on_train_start``: the fingerprints of the whole training set are computed from the
-    batches' ``smiles``, ``fit_iters`` full-batch Adam steps maximise the exact marginal
-    likelihood (Cholesky, no CG), and the GP is conditioned on the whole training set.
-    The Trainer's epochs are then skipped (manual optimisation, no optimizer of its own), so
+    ``sigma^2``) on standardised targets, fitted full-batch: the whole fit is the first
+    training step of ``Trainer.fit`` (Lightning's manual optimisation, with the Adam
+    optimiser of :meth:`configure_optimizers`). It computes the fingerprints of the whole
+    training set from the batches' ``smiles``, takes ``fit_iters`` Adam steps on the exact
+    marginal likelihood (Cholesky, no CG), conditions the GP on the whole training set and
+    asks the Trainer to stop, which then validates (``val/mae``) and ends; so
     ``trainer.max_epochs`` does not matter. Prediction gives mean, variance (with noise),
     the fingerprints as ``embedding`` and, through ``complete_prediction``, the block
     posterior covariance (see :class:`PosteriorRegressor`).
@@ -38,10 +40,11 @@ class FingerprintGP(PosteriorRegressor):
         fp_size: Fingerprint bits (default 2048).
         fit_iters: Adam steps on the marginal likelihood per fit (default 100).
         lr: Adam learning rate of the hyperparameters (default 0.1).
+        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
 
     Shapes:
         batch: a PyG ``Batch`` of B graphs with ``smiles`` (B strings);
-        ``features`` -> ``[B, fp_size]``.
+        ``features`` -> ``[B, fp_size]``; ``forward`` -> ``[B]``.
     """
 
     def __init__(
@@ -52,9 +55,10 @@ class FingerprintGP(PosteriorRegressor):
         fp_size: int = 2048,
         fit_iters: int = 100,
         lr: float = 0.1,
+        target_scaling: TargetScaler | None = None,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(target_scaling=target_scaling)
+        self.save_hyperparameters(ignore=["target_scaling"])
         self.automatic_optimization = False
         kernel = gpytorch.kernels.ScaleKernel(TanimotoKernel())
         self.gp = ExactGPModel(kernel, gpytorch.likelihoods.GaussianLikelihood())
@@ -66,26 +70,28 @@ class FingerprintGP(PosteriorRegressor):
         fps = morgan_fingerprints(smiles, self.hparams.radius, self.hparams.fp_size)
         return fps.to(self.device)
 
-    def on_train_start(self) -> None:
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.gp.parameters(), lr=self.hparams.lr)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        """The whole fit, on every training molecule (not only ``batch``), then stop.
+
+        Later calls (a Trainer made to go on, e.g. by ``min_epochs``) do nothing.
+        """
+        if self.posterior is not None:
+            return
         train_x, train_y = self.training_set(self.training_loader())
         self.gp.train()
         self.gp.set_train_data(train_x, train_y, strict=False)
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.gp.likelihood, self.gp)
-        optimizer = torch.optim.Adam(self.gp.parameters(), lr=self.hparams.lr)
+        optimizer = self.optimizers()
         with gpytorch.settings.max_cholesky_size(10**6):
             for _ in range(self.hparams.fit_iters):
                 optimizer.zero_grad()
-                (-mll(self.gp(train_x), train_y)).backward()
+                loss = -mll(self.gp(train_x), train_y)
+                self.manual_backward(loss)
                 optimizer.step()
+                self.log_loss(loss.detach(), len(train_y))
         self.gp.set_train_data(None, None, strict=False)
         self.condition(train_x, train_y)
         self.trainer.should_stop = True
-
-    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> int:
-        return -1  # fitted in on_train_start; skip the Trainer's epochs
-
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
-        return None
-
-    def configure_optimizers(self) -> None:
-        return None

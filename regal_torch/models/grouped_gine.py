@@ -64,9 +64,9 @@ class GroupedGINEEncoder(nn.Module):
         members: Number of encoders M.
         node_dim: Number of atom features.
         edge_dim: Number of bond features.
-        hidden_dim: Width of every layer (default 128).
-        num_layers: Message passing layers (default 3).
-        dropout: Dropout probability after each layer, in training (default 0.0).
+        hidden_dim: Width of every layer.
+        num_layers: Message passing layers.
+        dropout: Dropout probability after each layer, in training.
 
     Shapes:
         x: ``[V, node_dim]``; edge_index: ``[2, E]``; edge_attr: ``[E, edge_dim]``;
@@ -78,9 +78,9 @@ class GroupedGINEEncoder(nn.Module):
         members: int,
         node_dim: int,
         edge_dim: int,
-        hidden_dim: int = 128,
-        num_layers: int = 3,
-        dropout: float = 0.0,
+        hidden_dim: int,
+        num_layers: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.members, self.hidden_dim, self.dropout = members, hidden_dim, dropout

@@ -3,37 +3,30 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import Batch
-from torch_geometric.nn.resolver import aggregation_resolver
 
-from regal_torch.models.gine import GINEEncoder
-from regal_torch.models.gradient_features import (
-    GradientLayer,
-    GradientSketch,
-    gradient_features,
-)
-from regal_torch.models.prediction import Prediction, PredictionRequest
-from regal_torch.models.target_scaling import TargetScaling
-
-_MIN_VAR = 1e-12
+from regal_torch.models.gnn_regressor import GNNRegressor
+from regal_torch.models.prediction import Prediction
+from regal_torch.models.regressor import sample_statistics
+from regal_torch.models.target_scaling import TargetScaler
 
 
-class MCDropoutRegressor(TargetScaling):
+class MCDropoutRegressor(GNNRegressor):
     r"""GINE encoder -> graph pooling -> MLP head, with MC-dropout uncertainty.
 
     .. math::
         \mathrm{embedding}(G) = \mathrm{ReLU}(W_1 \, \mathrm{pool}(\{h_v\}_{v \in G}))
         \qquad \hat y(G) = \mu_y + \sigma_y \, w_2^\top \mathrm{drop}(\mathrm{embedding}(G))
 
-    The model trains on targets standardised with ``(mu_y, sigma_y)`` (buffers, set from the
-    datamodule's labeled set at fit start, or by :meth:`set_target_scaling`), and returns
-    everything in original target units. :meth:`predict_step` runs ``mc_samples`` dropout
-    passes at once by replicating the batch, so T samples cost one pass of the data loader;
-    when :attr:`prediction_request` asks for no uncertainty it makes one deterministic pass
-    instead, and it adds gradient features (of the standardised output with respect to every
-    linear layer, :meth:`gradient_layers`) when asked for them.
+    The model trains on targets standardised with ``(mu_y, sigma_y)`` (its
+    ``target_scaler``: handed in, or the datamodule's labeled set at fit start, or
+    :meth:`set_target_scaling`; see :class:`regal_torch.models.regressor.Regressor`), and
+    returns everything in original target units. :meth:`predict_step` runs ``mc_samples``
+    dropout passes at once by replicating the batch, so T samples cost one pass of the data
+    loader; when :attr:`prediction_request` asks for no uncertainty it makes one
+    deterministic pass instead, and it adds gradient features (of the standardised output
+    with respect to every linear layer, :meth:`gradient_layers`) when asked for them.
 
     Args:
         node_dim: Number of atom features.
@@ -41,20 +34,19 @@ class MCDropoutRegressor(TargetScaling):
         hidden_dim: Width of encoder and head (default 128).
         num_layers: Message passing layers (default 3).
         dropout: Dropout probability in encoder and head (default 0.1).
-        pooling: PyG aggregation for the readout: ``"mean"``, ``"sum"`` or ``"max"``
-            (default ``"mean"``).
+        pooling: Readout: ``"mean"``, ``"sum"`` or ``"max"`` (default ``"mean"``).
         lr: AdamW learning rate (default 1e-3), annealed with a cosine schedule over
             ``trainer.max_epochs``.
         weight_decay: AdamW weight decay (default 0).
         mc_samples: Dropout samples per molecule at prediction (default 20).
+        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
 
     Shapes:
         batch: a PyG ``Batch`` of B graphs (``x``, ``edge_index``, ``edge_attr``, ``batch``,
         ``y`` of shape ``[B]`` when labeled); ``forward`` -> ``[B]``;
-        ``embedding`` -> ``[B, hidden_dim]``.
+        ``embedding`` -> ``[B, hidden_dim]``; prediction samples ``[mc_samples, B]``,
+        gradients ``[B, sketch_dim]``.
     """
-
-    prediction_request = PredictionRequest()
 
     def __init__(
         self,
@@ -67,64 +59,26 @@ class MCDropoutRegressor(TargetScaling):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         mc_samples: int = 20,
+        target_scaling: TargetScaler | None = None,
     ) -> None:
-        super().__init__()
         if mc_samples < 2:
             raise ValueError(
                 f"model.mc_samples must be at least 2 for a variance; got {mc_samples}"
             )
-        self.save_hyperparameters()
-        self.encoder = GINEEncoder(node_dim, edge_dim, hidden_dim, num_layers, dropout)
-        self.pool = aggregation_resolver(pooling)
-        self.head_hidden = nn.Linear(hidden_dim, hidden_dim)
-        self.head_out = nn.Linear(hidden_dim, 1)
+        super().__init__(target_scaling)
+        self.save_hyperparameters(ignore=["target_scaling"])
+        self.build_network()
 
     def embedding(self, batch: Batch) -> Tensor:
         """Input of the last linear layer, ``[B, hidden_dim]`` (dropout only in training)."""
-        return self._embed(
-            batch.x, batch.edge_index, batch.edge_attr, batch.batch, batch.num_graphs
-        )
-
-    def _embed(
-        self,
-        x: Tensor,
-        edge_index: Tensor,
-        edge_attr: Tensor,
-        index: Tensor,
-        num_graphs: int,
-        mc: bool = False,
-    ) -> Tensor:
-        h = self.encoder(x, edge_index, edge_attr, mc=mc)
-        return F.relu(self.head_hidden(self.pool(h, index, dim_size=num_graphs)))
-
-    def _head(self, embedding: Tensor, mc: bool = False) -> Tensor:
-        embedding = F.dropout(embedding, self.hparams.dropout, training=self.training or mc)
-        return self.head_out(embedding).squeeze(-1)
+        return self._embed_batch(batch)
 
     def _standardized(self, batch: Batch) -> Tensor:
         return self._head(self.embedding(batch))
 
     def forward(self, batch: Batch) -> Tensor:
         """Prediction in original target units, ``[B]`` (dropout only in training mode)."""
-        return self._standardized(batch) * self.target_std + self.target_mean
-
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        target = (batch.y.view(-1) - self.target_mean) / self.target_std
-        loss = F.mse_loss(self._standardized(batch), target)
-        self.log("train/loss", loss, batch_size=batch.num_graphs, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        mae = (self(batch) - batch.y.view(-1)).abs().mean()
-        self.log("val/mae", mae, batch_size=batch.num_graphs, prog_bar=True)
-
-    def gradient_layers(self) -> list[GradientLayer]:
-        """Every linear layer, with the level of its input rows (atom, bond or molecule)."""
-        return [
-            *self.encoder.gradient_layers(),
-            GradientLayer(self.head_hidden, "graph"),
-            GradientLayer(self.head_out, "graph"),
-        ]
+        return self.target_scaler(self._standardized(batch))
 
     @torch.no_grad()
     def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
@@ -136,29 +90,15 @@ class MCDropoutRegressor(TargetScaling):
         if request.uncertainty:
             t, num_graphs = self.hparams.mc_samples, batch.num_graphs
             emb = self._embed(*_replicate(batch, t), t * num_graphs, mc=True)
-            samples = self._head(emb, mc=True).view(t, num_graphs)
-            samples = samples * self.target_std + self.target_mean
-            parts.update(
-                mean=samples.mean(0), var=samples.var(0).clamp_min(_MIN_VAR), samples=samples
-            )
+            samples = self.target_scaler(self._head(emb, mc=True).view(t, num_graphs))
+            parts.update(sample_statistics(samples))
         else:
-            parts["mean"] = self._head(embedding) * self.target_std + self.target_mean
+            parts["mean"] = self.target_scaler(self._head(embedding))
         if request.wants("embedding"):
             parts["embedding"] = embedding
         if request.wants("gradients"):
-            sketch = GradientSketch(request.sketch_dim, request.sketch_seed)
-            parts["gradients"] = gradient_features(
-                self._standardized, self.gradient_layers(), batch, sketch
-            )
+            parts["gradients"] = self._gradients(self._standardized, batch)
         return Prediction(**parts)
-
-    def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        epochs = max(int(self.trainer.max_epochs or 1), 1)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
 def _replicate(batch: Batch, t: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -10,42 +10,64 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from regal_torch.models.exact_gp import ExactGPModel, ExactPosterior
+from regal_torch.models.gp_posterior import GPPosterior
 from regal_torch.models.prediction import Prediction
+from regal_torch.models.regressor import Regressor
 from regal_torch.models.sparse_gp import SparsePosterior
-from regal_torch.models.target_scaling import TargetScaling
+from regal_torch.models.target_scaling import TargetScaler
 
 
-class PosteriorRegressor(TargetScaling):
+class PosteriorRegressor(Regressor):
     """Base of the GP regressors (``model=gp``, ``model=dkl``).
 
     A subclass defines ``gp`` (an :class:`ExactGPModel` on standardised targets) and
-    :meth:`features` (the GP inputs of a batch) and, when its training ends, calls
-    :meth:`condition` on the :meth:`training_set` of :meth:`training_loader`. Then
-    :meth:`predict_step` gives mean and variance per batch, with the GP inputs as
-    ``embedding``, and :meth:`complete_prediction` (called by
+    :meth:`features` (the GP inputs of a batch) and, once its hyperparameters are trained,
+    calls :meth:`condition` on the :meth:`training_set` of :meth:`training_loader`. Then
+    ``forward`` is the posterior mean, :meth:`predict_step` gives mean and variance per
+    batch, with the GP inputs as ``embedding``, and :meth:`complete_prediction` (called by
     :func:`regal_torch.models.prediction.predict` after concatenation) attaches the block
-    covariance provider over all predicted rows.
+    covariance provider over all predicted rows. A fit starts by dropping the previous
+    fit's posterior; validation (``val/mae``) needs the posterior, so it is skipped before
+    there is one (Lightning's sanity check).
 
     Args:
         exact_max: Largest training set conditioned on exactly (None: always exact); above
             it, the variational sparse posterior with ``inducing_points`` inducing inputs.
         inducing_points: Number of inducing inputs of the sparse posterior.
+        target_scaling: See :class:`regal_torch.models.regressor.Regressor`.
 
     Shapes:
-        ``features``: batch of B graphs -> ``[B, D]``.
+        ``features``: batch of B graphs -> ``[B, D]``; ``forward`` -> ``[B]``.
     """
 
     gp: ExactGPModel
 
-    def __init__(self, exact_max: int | None = None, inducing_points: int = 1000) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        exact_max: int | None = None,
+        inducing_points: int = 1000,
+        target_scaling: TargetScaler | None = None,
+    ) -> None:
+        super().__init__(target_scaling)
         if inducing_points < 1:
             raise ValueError(f"model.inducing_points must be >= 1; got {inducing_points}")
         self.exact_max, self.inducing_points = exact_max, inducing_points
-        self.posterior: ExactPosterior | SparsePosterior | None = None
+        self.posterior: GPPosterior | None = None
 
     def features(self, batch: Batch) -> Tensor:
         raise NotImplementedError
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.posterior = None  # a previous fit's posterior is stale from the first step on
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Posterior mean in original target units, ``[B]``."""
+        return self._posterior().mean_var(self.features(batch))[0]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if self.posterior is not None:
+            super().validation_step(batch, batch_idx)
 
     @torch.no_grad()
     def training_set(self, loader: Iterable[Batch]) -> tuple[Tensor, Tensor]:
@@ -56,7 +78,7 @@ class PosteriorRegressor(TargetScaling):
         for batch in loader:
             batch = batch.to(self.device)
             xs.append(self.features(batch))
-            ys.append((batch.y.view(-1) - self.target_mean) / self.target_std)
+            ys.append(self.target_scaler.standardise(batch.y.view(-1)))
         self.train(was_training)
         return torch.cat(xs), torch.cat(ys)
 
@@ -75,29 +97,34 @@ class PosteriorRegressor(TargetScaling):
         posterior (:class:`SparsePosterior`) at ``inducing_points`` training inputs drawn at
         random (fixed seed 0, so the same data give the same inducing points).
         """
-        scaling = self.target_mean, self.target_std
         if self.exact_max is None or len(train_x) <= self.exact_max:
-            self.posterior = ExactPosterior(self.gp, train_x, train_y, *scaling)
+            self.posterior = ExactPosterior(self.gp, train_x, train_y, self.target_scaler)
             return
         generator = torch.Generator().manual_seed(0)
         picks = torch.randperm(len(train_x), generator=generator)[: self.inducing_points]
         inducing = train_x[picks.to(train_x.device)]
-        self.posterior = SparsePosterior(self.gp, train_x, train_y, inducing, *scaling)
+        self.posterior = SparsePosterior(
+            self.gp, train_x, train_y, self.target_scaler, inducing=inducing
+        )
 
-    @torch.no_grad()
-    def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
-        """Posterior mean and predictive variance of one batch, in original target units."""
+    def _posterior(self) -> GPPosterior:
         if self.posterior is None:
             raise RuntimeError(
                 f"{type(self).__name__} has no posterior yet: fit it (Trainer.fit) first"
             )
+        return self.posterior
+
+    @torch.no_grad()
+    def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
+        """Posterior mean and predictive variance of one batch, in original target units."""
+        posterior = self._posterior()
         x = self.features(batch)
-        mean, var = self.posterior.mean_var(x)
+        mean, var = posterior.mean_var(x)
         return Prediction(mean=mean, var=var, embedding=x)
 
     def complete_prediction(self, prediction: Prediction) -> Prediction:
         """``prediction`` with the posterior covariance provider over all of its rows."""
-        prediction.covariance = FeatureCovariance(self.posterior, prediction.embedding)
+        prediction.covariance = FeatureCovariance(self._posterior(), prediction.embedding)
         return prediction
 
 
@@ -114,7 +141,7 @@ class FeatureCovariance:
         features: ``[N, D]``; ``(rows [R], cols [C])`` -> ``[R, C]``.
     """
 
-    def __init__(self, posterior: ExactPosterior | SparsePosterior, features: Tensor) -> None:
+    def __init__(self, posterior: GPPosterior, features: Tensor) -> None:
         self.posterior, self.features = posterior, features
         self._whitened: tuple[Tensor, ...] | None = None
 

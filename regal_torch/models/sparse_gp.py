@@ -5,11 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from regal_torch.models.exact_gp import ExactGPModel, cholesky_with_jitter
+from regal_torch.models.exact_gp import ExactGPModel
+from regal_torch.models.gp_posterior import GPPosterior, cholesky_with_jitter
+from regal_torch.models.target_scaling import TargetScaler
 
 
-class SparsePosterior:
-    r"""Optimal variational posterior of an :class:`ExactGPModel` with inducing inputs Z.
+class SparsePosterior(GPPosterior):
+    r"""Optimal variational posterior of an :class:`ExactGPModel` with inducing inputs Z
+    (a :class:`GPPosterior`).
 
     Titsias (AISTATS 2009): for a Gaussian likelihood the best :math:`q(u)` at inducing inputs
     :math:`Z` is known in closed form. With :math:`K_{uu} = k(Z, Z)`,
@@ -22,21 +25,20 @@ class SparsePosterior:
             + k(a, Z) A^{-1} k(Z, b) + \sigma^2 [a = b]
 
     It costs O(L M^2) for L training and M inducing points instead of O(L^3), and equals
-    :class:`ExactPosterior` when Z is the whole training set. Same interface as
-    :class:`ExactPosterior`; solves in float64.
+    :class:`regal_torch.models.exact_gp.ExactPosterior` when Z is the whole training set.
+    Solves in float64; outputs float32.
 
     Args:
         gp: The trained prior (kernel, constant mean, likelihood noise).
         train_x: Training inputs.
         train_y: Standardised training targets.
-        inducing: Inducing inputs Z.
-        target_mean: Shift back to original units.
-        target_std: Scale back to original units.
+        scaling: Map from standardised to original units.
+        inducing: Inducing inputs Z (default: all of ``train_x``).
 
     Shapes:
         train_x: ``[L, D]``; train_y: ``[L]``; inducing: ``[M, D]``;
-        ``mean_var(x)``: ``[N, D]`` -> ``[N]``, ``[N]``;
-        ``covariance(a, b, same)``: ``[R, D]``, ``[C, D]``, ``[R, C]`` -> ``[R, C]``.
+        ``whiten(x)``: ``[N, D]`` -> ``([M, N], [M, N])``; the rest as in
+        :class:`GPPosterior`.
     """
 
     def __init__(
@@ -44,15 +46,12 @@ class SparsePosterior:
         gp: ExactGPModel,
         train_x: Tensor,
         train_y: Tensor,
-        inducing: Tensor,
-        target_mean: Tensor,
-        target_std: Tensor,
+        scaling: TargetScaler,
+        inducing: Tensor | None = None,
     ) -> None:
+        super().__init__(gp, train_x, train_y, scaling)
         with torch.no_grad():
-            self.kernel = gp.covar_module
-            self.constant = gp.mean_module.constant.detach()
-            self.noise = gp.likelihood.noise.detach().squeeze()
-            self.inducing, self.shift, self.scale = inducing.detach(), target_mean, target_std
+            self.inducing = (train_x if inducing is None else inducing).detach()
             k_uu = self._k(self.inducing, self.inducing)
             k_uf = self._k(self.inducing, train_x.detach())
             self.chol_uu = cholesky_with_jitter(k_uu)
@@ -76,24 +75,17 @@ class SparsePosterior:
 
     @torch.no_grad()
     def mean_var(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Predictive mean and variance (with noise) at ``x``, original units."""
         cross, q, r = self._solves(x)
         mean = self.constant + cross.T @ self.alpha
         prior = self.kernel(x, x, diag=True).double()
         var = (prior - q.pow(2).sum(0) + r.pow(2).sum(0)).clamp_min(0) + self.noise
-        return (mean * self.scale + self.shift).float(), (var * self.scale**2).float()
+        return self.scaling(mean).float(), self.scaling.scale_variance(var).float()
 
     @torch.no_grad()
     def whiten(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-input factors of the posterior correction, ``L_uu^{-1} k(Z, x)`` and
-        ``L_A^{-1} k(Z, x)``, each ``[M, N]`` (see ``ExactPosterior.whiten``)."""
+        """``L_uu^{-1} k(Z, x)`` and ``L_A^{-1} k(Z, x)``, each ``[M, N]``."""
         _, q, r = self._solves(x)
         return q, r
-
-    @torch.no_grad()
-    def covariance(self, a: Tensor, b: Tensor, same: Tensor) -> Tensor:
-        """Posterior covariance of the observations at ``a`` and ``b``, original units."""
-        return self.covariance_whitened(a, b, self.whiten(a), self.whiten(b), same)
 
     @torch.no_grad()
     def covariance_whitened(
@@ -104,7 +96,6 @@ class SparsePosterior:
         wb: tuple[Tensor, Tensor],
         same: Tensor,
     ) -> Tensor:
-        """:meth:`covariance` given ``wa = whiten(a)`` and ``wb = whiten(b)``."""
         (qa, ra), (qb, rb) = wa, wb
         cov = self._k(a, b) - qa.T @ qb + ra.T @ rb + self.noise * same.double()
-        return (cov * self.scale**2).float()
+        return self.scaling.scale_variance(cov).float()

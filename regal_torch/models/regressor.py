@@ -1,0 +1,121 @@
+"""The skeleton every regal_torch model shares: target scaling, steps, optimiser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from regal_torch.models.target_scaling import TargetScaler
+
+MIN_VAR = 1e-12
+"""Floor of a variance computed from samples (members or dropout passes that agree)."""
+
+# state_dict names of the target scaling before it was a module of its own
+_LEGACY_SCALING_KEYS = {"target_mean": "target_scaler.mean", "target_std": "target_scaler.std"}
+
+
+class Regressor(pl.LightningModule):
+    r"""Base of the regressors: a LightningModule trained on standardised targets.
+
+    .. math::
+        \hat y(G) = \mu_y + \sigma_y \, f(G), \qquad
+        \mathrm{loss} = \ell\big(f, (y - \mu_y) / \sigma_y\big)
+
+    A subclass builds its network, defines :meth:`loss` (on standardised targets) and
+    ``forward`` (original units), and gets:
+
+    - ``target_scaler``, a :class:`TargetScaler` applied to the output. Handed in as
+      ``target_scaling``, it is used as given. Without it, the scaling is read at fit start
+      from a datamodule that has ``target_scaling()`` (the loop's
+      :class:`regal_torch.data.datamodule.ActiveDataModule`: the labeled set's mean and std),
+      or set with :meth:`set_target_scaling`;
+    - ``training_step`` (:meth:`loss`, logged as ``train/loss``) and ``validation_step``
+      (mean absolute error in original units, logged as ``val/mae``);
+    - ``configure_optimizers``: AdamW over :meth:`optimizer_groups` with ``hparams.lr`` and
+      ``hparams.weight_decay``, learning rate cosine-annealed over ``trainer.max_epochs``.
+
+    Args:
+        target_scaling: The scaling to use, or None to read it from the datamodule at fit
+            start (identity until then).
+
+    Shapes:
+        batch: a PyG ``Batch`` of B graphs with ``y`` of shape ``[B]`` or ``[B, 1]`` when
+        labeled; :meth:`loss` target: ``[B]`` -> scalar; ``forward`` -> ``[B]``.
+    """
+
+    def __init__(self, target_scaling: TargetScaler | None = None) -> None:
+        super().__init__()
+        self.scaling_from_datamodule = target_scaling is None
+        self.target_scaler = TargetScaler() if target_scaling is None else target_scaling
+        self.register_load_state_dict_pre_hook(_rename_legacy_scaling)
+
+    @property
+    def target_mean(self) -> Tensor:
+        """:math:`\\mu_y`, original units (0-dim)."""
+        return self.target_scaler.mean
+
+    @property
+    def target_std(self) -> Tensor:
+        """:math:`\\sigma_y`, original units (0-dim)."""
+        return self.target_scaler.std
+
+    def set_target_scaling(self, mean: float, std: float) -> None:
+        """Set the standardisation of the target (original units)."""
+        self.target_scaler.set(mean, std)
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.scaling_from_datamodule and hasattr(datamodule, "target_scaling"):
+            self.set_target_scaling(*datamodule.target_scaling())
+
+    def loss(self, batch: Batch, target: Tensor) -> Tensor:
+        """Training loss of a batch given its standardised targets ``[B]``."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss = self.loss(batch, self.target_scaler.standardise(batch.y.view(-1)))
+        self.log_loss(loss, batch.num_graphs)
+        return loss
+
+    def log_loss(self, loss: Tensor, molecules: int) -> None:
+        """Log ``train/loss`` (progress bar too) for a step over ``molecules`` molecules."""
+        self.log("train/loss", loss, batch_size=molecules, prog_bar=True)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        mae = (self(batch) - batch.y.view(-1)).abs().mean()
+        self.log("val/mae", mae, batch_size=batch.num_graphs, prog_bar=True)
+
+    def optimizer_groups(self) -> Iterable[nn.Parameter] | list[dict[str, Any]]:
+        """What AdamW optimises: every parameter (a subclass may return parameter groups)."""
+        return self.parameters()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(
+            self.optimizer_groups(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def sample_statistics(samples: Tensor) -> dict[str, Tensor]:
+    """``mean``, ``var`` (floored at :data:`MIN_VAR`) and ``samples`` of stochastic
+    predictions, as :class:`regal_torch.models.prediction.Prediction` fields.
+
+    Shapes:
+        samples: ``[S, B]`` (S >= 2) -> mean ``[B]``, var ``[B]``, samples ``[S, B]``.
+    """
+    return {"mean": samples.mean(0), "var": samples.var(0).clamp_min(MIN_VAR), "samples": samples}
+
+
+def _rename_legacy_scaling(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Load ``state_dict``\\ s saved before :class:`TargetScaler` (keys ``target_mean``,
+    ``target_std``; e.g. warm-start weights in an older run's ``state.pt``)."""
+    for old, new in _LEGACY_SCALING_KEYS.items():
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
