@@ -3,7 +3,8 @@
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import check_joint_covariance, gpytorch_posterior, quiet_trainer
+from conftest import check_joint_covariance, quiet_trainer
+from gp_checks import check_gpytorch_posterior, check_quick_fit
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.dkl import DeepKernelGP
@@ -27,21 +28,11 @@ def fitted(qm9_small):
 
 
 def test_quick_fit_beats_the_mean_and_variance_is_positive(fitted):
-    dm, model, trainer = fitted
-    pred = predict(trainer, model, dm.loader(dm.test))
-    truth = dm.truth[dm.test]
-    baseline = (truth - dm.labels[dm.labeled].mean()).abs().mean()
-    assert (pred.mean - truth).abs().mean() < 0.9 * baseline
-    assert (pred.var > 0).all() and pred.embedding.shape == (60, 16)
+    check_quick_fit(fitted, embedding_dim=16)
 
 
 def test_block_covariance_is_gpytorchs_dense_posterior(fitted):
-    dm, model, trainer = fitted
-    pred = predict(trainer, model, dm.loader(dm.test))
-    dense = check_joint_covariance(pred, ([2, 9, 0], [9, 40, 1, 59]), rtol=1e-4)
-    mean, covariance = gpytorch_posterior(model, dm, pred.embedding)
-    assert torch.allclose(pred.mean, mean, atol=1e-4)
-    assert torch.allclose(dense, covariance, atol=1e-4)
+    check_gpytorch_posterior(fitted, ([2, 9, 0], [9, 40, 1, 59]), rtol=1e-4)
 
 
 def test_prediction_before_fit_is_refused(qm9_small):

@@ -5,7 +5,8 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import check_joint_covariance, gpytorch_posterior, quiet_trainer
+from conftest import quiet_trainer
+from gp_checks import check_gpytorch_posterior, check_quick_fit
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.gp import FingerprintGP
@@ -42,12 +43,7 @@ def test_the_fit_is_one_training_step_then_validation(fitted):
 
 
 def test_quick_fit_beats_the_mean_and_variance_is_positive(fitted):
-    dm, model, trainer = fitted
-    pred = predict(trainer, model, dm.loader(dm.test))
-    truth = dm.truth[dm.test]
-    baseline = (truth - dm.labels[dm.labeled].mean()).abs().mean()
-    assert (pred.mean - truth).abs().mean() < 0.9 * baseline
-    assert (pred.var > 0).all() and pred.embedding.shape == (60, 2048)
+    check_quick_fit(fitted, embedding_dim=2048)
 
 
 def test_fits_its_training_set_closely(fitted):
@@ -58,12 +54,7 @@ def test_fits_its_training_set_closely(fitted):
 
 
 def test_block_covariance_is_gpytorchs_dense_posterior(fitted):
-    dm, model, trainer = fitted
-    pred = predict(trainer, model, dm.loader(dm.test))
-    dense = check_joint_covariance(pred, ([5, 0, 17], [3, 5, 59, 1]), rtol=1e-5)
-    mean, covariance = gpytorch_posterior(model, dm, pred.embedding)
-    assert torch.allclose(pred.mean, mean, atol=1e-4)
-    assert torch.allclose(dense, covariance, atol=1e-4)
+    check_gpytorch_posterior(fitted, ([5, 0, 17], [3, 5, 59, 1]), rtol=1e-5)
 
 
 def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(
