@@ -36,8 +36,6 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # GP models fit in on_train_start, without an optimizer or validation step of their own.
-    warnings.filterwarnings("ignore", message=".*configure_optimizers.*returned.*None.*")
-    warnings.filterwarnings("ignore", message=".*You defined a `validation_step` but have no.*")
     warnings.filterwarnings("ignore", message=".*`val_dataloader`.*validation_step.*")
 
 
