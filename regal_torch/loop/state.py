@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import secrets
+import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,18 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` so a reader sees the old file or the new, never a mix.
 
     Temporary file in the same folder, flush, fsync, ``os.replace``, then fsync the folder.
+    The file gets the mode a plain ``open(path, "wb")`` would give it: that of the file it
+    replaces, else ``0o666`` less the umask (e.g. ``0o644``), so a group sharing the folder can
+    read it.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
+            try:
+                os.fchmod(f.fileno(), stat.S_IMODE(path.stat().st_mode))
+            except FileNotFoundError:
+                pass  # a new file: the mode the umask left
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
@@ -41,6 +49,19 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file ``.NAME.RANDOM.tmp`` next to ``path``, opened for writing, created with
+    mode ``0o666`` so that the kernel applies the umask (``tempfile.mkstemp`` gives ``0o600``)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
