@@ -144,3 +144,44 @@ def test_printed_command_resumes_the_run_from_any_folder(csv, tmp_path):
     assert "2 of 5 queried molecules labeled" in again.stdout
     assert list(elsewhere.iterdir()) == []  # no new run started here
     assert pd.read_csv(run_dir / "history.csv")["n_labeled"].tolist() == [32, 34]
+
+
+def _contents(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_starting_over_never_erases_the_users_labels(csv, tmp_path):
+    """state.pt moved away (as the corrupt-state error advises): the re-run would start over
+    and write round_001.csv and selected.csv anew; it is refused, naming them."""
+    run_dir = tmp_path / "run"
+    overrides = _overrides(csv, "loop.rounds=1")
+    ActiveLoop(compose_config(overrides), run_dir).run()
+    _fill(run_dir / "queries" / "round_001.csv", {0: "1.5", 2: "2.5", 4: "3.5"})
+    ActiveLoop(compose_config(overrides), run_dir).run()  # takes the 3 labels, last round
+    (run_dir / "state.pt").rename(tmp_path / "state.pt.bad")
+    before = _contents(run_dir)
+    with pytest.raises(RegalError) as info:
+        ActiveLoop(compose_config(overrides), run_dir)
+    assert str(info.value) == (
+        f"{run_dir}: no state.pt, but queries/round_001.csv (3 labels), selected.csv (3 labels) "
+        "hold labels you gave; starting this run over would overwrite them: move them out of "
+        "the folder first (labels=FILE gives their labels to a new query), or use another "
+        "hydra.run.dir"
+    )
+    assert _contents(run_dir) == before
+
+
+def test_a_deleted_pending_query_file_is_written_again(csv, tmp_path):
+    run_dir = tmp_path / "run"
+    ActiveLoop(compose_config(_overrides(csv)), run_dir).run()
+    query = run_dir / "queries" / "round_001.csv"
+    asked = pd.read_csv(query, keep_default_na=False)
+    query.unlink()
+    with pytest.raises(RegalError, match=r"round_001.csv was missing: written again with the 5"):
+        ActiveLoop(compose_config(_overrides(csv)), run_dir)
+    again = pd.read_csv(query, keep_default_na=False)
+    assert again[["id", "smiles", "label"]].equals(asked[["id", "smiles", "label"]])
+    assert (again["predicted_mean"] == "").all() and (again["predicted_std"] == "").all()
+    _fill(query, {1: "0.5"})
+    loop = ActiveLoop(compose_config(_overrides(csv)), run_dir)
+    assert len(loop.dm.labeled) == 33
