@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,48 @@ _new: tuple[Path, list[Path]] | None = None  # run folder, what did not exist be
 class NewFolders(Callback):
     """Hydra callback: before a single run, notes which of the run folder, its parents and
     its job log (``<job name>.log``) do not exist yet: Hydra creates them before the job
-    starts. Sweeps note nothing."""
+    starts. Sweeps note nothing.
+
+    A run folder (or a sweep's folder) that cannot be created or written stops the command
+    here, before Hydra tries to create it: one ``error:`` line, exit status 2
+    (:func:`folder_problem`).
+    """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _new
         HydraConfig.instance().set_config(config)  # resolves hydra.run.dir as run_job does
         run_dir = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir"))))
+        _refuse_unwritable("hydra.run.dir", run_dir)
         paths = [run_dir / f"{config.hydra.job.name}.log", run_dir, *run_dir.parents]
         _new = run_dir, [p for p in paths if not p.exists()]
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)
+        sweep_dir = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.sweep.dir"))))
+        _refuse_unwritable("hydra.sweep.dir", sweep_dir)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written by this process, or None if it can.
+
+    Looks at the folder, or if it does not exist at its nearest existing parent: a file there,
+    or no permission to write in it (or a read-only file system).
+    """
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
+
+
+def _refuse_unwritable(key: str, folder: Path) -> None:
+    problem = folder_problem(folder)
+    if problem:
+        print(f"error: {key}={folder}: cannot write the run there: {problem}", file=sys.stderr)
+        sys.exit(2)
 
 
 def new_paths(run_dir: Path) -> list[Path]:
