@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import compose_config
 
-from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.loop.active_loop import _CANDIDATES, ActiveLoop, round_seed
 from regal_torch.models.mc_dropout import MCDropoutRegressor
 
 
@@ -72,3 +72,26 @@ def test_a_model_without_gradients_is_a_clear_error(tiny, tmp_path):
     config = compose_config([*overrides, "strategy=lcmd_grad", "model=gp"])
     with pytest.raises(RegalError, match="Prediction.gradients"):
         ActiveLoop(config, tmp_path).run()
+
+
+def test_candidates_limit_what_is_predicted_and_picked(tiny, tmp_path, requests_seen):
+    loop = _run(tiny, tmp_path, "lcmd", "loop.candidates=40")
+    cheap = [n for n, r in requests_seen if not r.uncertainty]
+    # 40 candidates and the labeled set (20, then 30) in each acquisition round
+    assert sum(cheap) == 40 + 20 + 40 + 30
+    subsets = []
+    for r in (0, 1):  # round r's pool: the final pool and what rounds after r labeled
+        later = loop.dm.labeled[loop.label_rounds > r]
+        pool = torch.cat([loop.dm.pool, later]).sort().values
+        generator = torch.Generator().manual_seed(round_seed(0, r, _CANDIDATES))
+        candidates = pool[torch.randperm(len(pool), generator=generator)[:40]]
+        assert torch.isin(loop.dm.labeled[loop.label_rounds == r + 1], candidates).all()
+        subsets.append(set(candidates.tolist()))
+    assert subsets[0] != subsets[1]  # a fresh subset each round
+
+
+def test_candidates_below_the_batch_size_are_refused(tiny, tmp_path):
+    from regal_torch.errors import RegalError
+
+    with pytest.raises(RegalError, match="loop.candidates"):
+        _run(tiny, tmp_path, "lcmd", "loop.candidates=5")

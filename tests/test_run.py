@@ -131,7 +131,11 @@ def _options(group):
 
 @pytest.mark.parametrize(
     "group,option",
-    [(g, o) for g in ("data", "model", "strategy", "trainer", "experiment") for o in _options(g)],
+    [
+        (g, o)
+        for g in ("data", "model", "strategy", "trainer", "experiment", "loop/initial_strategy")
+        for o in _options(g)
+    ],
 )
 def test_every_config_option_composes_and_instantiates(group, option, tiny, qm9_small, tmp_path):
     overrides = [*tiny, f"{group}={option}"]
@@ -155,12 +159,14 @@ def test_every_config_option_composes_and_instantiates(group, option, tiny, qm9_
         assert sum(p.numel() for p in model.parameters()) > 0
     elif group == "strategy":
         assert hasattr(instantiate(cfg.strategy), "select")
+    elif group == "loop/initial_strategy":
+        assert hasattr(instantiate(cfg.loop.initial_strategy), "select")
     elif group == "trainer":
         if cfg.trainer.accelerator == "gpu" and not _has_cuda():
             pytest.skip("no CUDA device here")
         assert instantiate(cfg.trainer)().max_epochs == cfg.trainer.max_epochs
-    else:
-        assert cfg.loop.rounds >= 0 and cfg.data.subset
+    else:  # an experiment: a whole study's sizes
+        assert cfg.loop.rounds >= 0 and (cfg.data.subset is None or cfg.data.subset > 0)
 
 
 def _has_cuda():

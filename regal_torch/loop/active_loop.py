@@ -35,6 +35,7 @@ from regal_torch.calibration import calibration_metrics, scale_variance
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
 from regal_torch.local_calibration import NeighbourCalibration, local_calibration_metrics
+from regal_torch.loop.cold_start import initial_picks
 from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.oracle import BenchmarkOracle
 from regal_torch.loop.progress import RoundProgress, show_progress
@@ -59,7 +60,7 @@ RESUMABLE_KEYS = (
 )
 
 # Independent random streams of one round.
-_TRAIN, _SELECT, _INITIAL, _SKETCH = 0, 1, 2, 3
+_TRAIN, _SELECT, _INITIAL, _SKETCH, _CANDIDATES = 0, 1, 2, 3, 4
 
 
 def round_seed(seed: int, round_: int, stream: int) -> int:
@@ -185,6 +186,12 @@ class ActiveLoop:
             )
         if k is not None and not loop.recalibrate:
             raise RegalError("loop.local_neighbours needs loop.recalibrate=true")
+        m = loop.get("candidates")
+        if m is not None and not (isinstance(m, int) and m >= loop.batch_size):
+            raise RegalError(
+                f"loop.candidates={m!r} must be null or an integer of at least loop.batch_size "
+                f"({loop.batch_size})"
+            )
         if self.learn:  # the labeled rows are the initial set; unfilled picks return to the pool
             unlabeled = int(torch.isnan(self.dm.truth[self.dm.pool]).sum())
             if unlabeled == 0:
@@ -204,14 +211,15 @@ class ActiveLoop:
             )
 
     def _label_initial(self) -> None:
-        """Benchmark: ``loop.initial_size`` random pool molecules; learn: those with a label."""
+        """Benchmark: ``loop.initial_size`` pool molecules picked by ``loop/initial_strategy``
+        (:mod:`regal_torch.loop.cold_start`); learn: those with a label."""
         pool = self.dm.pool
         if self.learn:
             picks = pool[torch.isfinite(self.dm.truth[pool])]
             self._add_labels(picks, self.dm.truth[picks], 0)
             return
-        generator = torch.Generator().manual_seed(round_seed(self.cfg.seed, 0, _INITIAL))
-        picks = pool[torch.randperm(len(pool), generator=generator)[: self.cfg.loop.initial_size]]
+        seed = round_seed(self.cfg.seed, 0, _INITIAL)
+        picks = initial_picks(self.cfg, self.dataset, self.dm, seed)
         self._add_labels(picks, self.oracle.query(picks), 0)
 
     def run(self) -> list[dict[str, Any]]:
@@ -357,18 +365,18 @@ class ActiveLoop:
 
         The predictions the strategy sees go through ``recalibrate`` first.
         """
-        labeled = self.dm.labeled
+        labeled, candidates = self.dm.labeled, self._candidates(r)
         start = time.perf_counter()
         request = self._pool_request(r)
         pool = on_labeled = None
         if request is not None:
-            pool = recalibrate(self._predict(trainer, model, self.dm.pool, request))
+            pool = recalibrate(self._predict(trainer, model, candidates, request))
             if self.strategy.needs_labeled_prediction:
                 on_labeled = recalibrate(self._predict(trainer, model, labeled, request))
         row["seconds_predict"] = time.perf_counter() - start
         start = time.perf_counter()
         context = SelectionContext(
-            pool=self.dm.pool,
+            pool=candidates,
             labeled=labeled,
             generator=torch.Generator().manual_seed(round_seed(self.cfg.seed, r, _SELECT)),
             labeled_prediction=on_labeled,
@@ -377,12 +385,21 @@ class ActiveLoop:
         picks = self.strategy.select(pool, self.cfg.loop.batch_size, context)
         row["seconds_select"] = time.perf_counter() - start
         if self.learn:
-            row_of = {p: i for i, p in enumerate(self.dm.pool.tolist())}
+            row_of = {p: i for i, p in enumerate(candidates.tolist())}
             chosen = pool.index_select(torch.tensor([row_of[p] for p in picks.tolist()]))
             self.pending_query = self.oracle.ask(r + 1, picks, chosen.mean, chosen.std)
             self.pending = picks
         else:
             self._add_labels(picks, self.oracle.query(picks), r + 1)
+
+    def _candidates(self, r: int) -> torch.Tensor:
+        """Round ``r``'s candidates: the pool, or with ``loop.candidates=m`` a random subset of
+        ``m`` pool molecules (in pool order, drawn from the round's seed), ``[m]``."""
+        pool, m = self.dm.pool, self.cfg.loop.get("candidates")
+        if m is None or m >= len(pool):
+            return pool
+        generator = torch.Generator().manual_seed(round_seed(self.cfg.seed, r, _CANDIDATES))
+        return pool[torch.randperm(len(pool), generator=generator)[:m].sort().values]
 
     def _predict(
         self,

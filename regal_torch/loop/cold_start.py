@@ -1,0 +1,65 @@
+"""The initial labeled set of a benchmark run: picked by a strategy before any label exists.
+
+``loop/initial_strategy`` (a strategy config, ``random`` by default) picks
+``loop.initial_size`` pool molecules with an empty labeled set, on features that need no label
+(``loop.initial_features``):
+
+- ``model``: a prediction of the run's model, untrained (round 0's architecture with weights
+  drawn from the run's seed): its embedding, or its gradient features for ``kernel=grad``;
+  random message-passing networks already place molecules of similar structure close together;
+- ``fingerprint``: Morgan fingerprints (radius 2, 2,048 bits) as the embedding.
+
+``random`` needs no features and draws exactly the set the loop drew before this option existed.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from regal_torch.data.datamodule import ActiveDataModule
+from regal_torch.errors import RegalError
+from regal_torch.models.prediction import Prediction, predict
+from regal_torch.models.tanimoto import morgan_fingerprints
+from regal_torch.strategies.base import SelectionContext, Strategy
+
+FEATURES = ("model", "fingerprint")
+
+
+def initial_picks(cfg: DictConfig, dataset, dm: ActiveDataModule, seed: int) -> torch.Tensor:
+    """Dataset positions of the ``loop.initial_size`` initial picks, ``[initial_size]``.
+
+    ``seed`` seeds the strategy's generator and the untrained model's weights.
+    """
+    strategy: Strategy = instantiate(cfg.loop.initial_strategy)
+    features = cfg.loop.get("initial_features", "model")
+    if features not in FEATURES:
+        raise RegalError(f"loop.initial_features={features!r} must be one of {', '.join(FEATURES)}")
+    request = strategy.request()
+    prediction = None
+    if request is not None and features == "fingerprint":
+        smiles = [dataset.smiles[i] for i in dm.pool.tolist()]
+        embedding = morgan_fingerprints(smiles)
+        prediction = Prediction(mean=torch.zeros(len(smiles)), embedding=embedding)
+    elif request is not None:
+        pl.seed_everything(seed, verbose=False)
+        model = instantiate(cfg.model)(
+            node_dim=dataset.num_node_features, edge_dim=dataset.num_edge_features
+        )
+        if hasattr(model, "posterior"):  # a GP predicts only once conditioned on labels
+            raise RegalError(
+                f"loop.initial_features=model needs a model that predicts untrained, which "
+                f"{type(model).__name__} does not; use loop.initial_features=fingerprint"
+            )
+        trainer = instantiate(cfg.trainer)(
+            logger=False, enable_progress_bar=False, enable_model_summary=False
+        )
+        prediction = predict(trainer, model, dm.loader(dm.pool), request)
+    context = SelectionContext(
+        pool=dm.pool,
+        labeled=torch.empty(0, dtype=torch.long),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return strategy.select(prediction, cfg.loop.initial_size, context)
