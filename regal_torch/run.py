@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from regal_torch.errors import RegalError, regal_cause
 from regal_torch.lock import RunLock
+from regal_torch.loop.neutral_keys import register_resolver
 from regal_torch.overrides import one_line, override_error
 from regal_torch.run_folder import (
     OWN_OVERRIDES,
@@ -25,6 +26,10 @@ from regal_torch.run_folder import (
 )
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+# configs/config.yaml names the result-neutral options through this resolver; registered here
+# (not in the package's __init__) so that submitit's job processes, which import this module
+# to run the job, have it too.
+register_resolver()
 
 
 def _quiet_lightning() -> None:
@@ -35,7 +40,7 @@ def _quiet_lightning() -> None:
     # A redone round (after a resume) rewrites its own log folder.
     warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-    # GP models fit in on_train_start, without an optimizer or validation step of their own.
+    # The deep-kernel GP has no validation step (its GP is conditioned only when training ends).
     warnings.filterwarnings("ignore", message=".*`val_dataloader`.*validation_step.*")
 
 
@@ -57,7 +62,7 @@ def _job(cfg: DictConfig) -> None:
     try:
         lock.acquire()  # before anything reads or writes the folder's state
         try:
-            loop = ActiveLoop(cfg, run_dir)
+            loop = ActiveLoop(cfg, run_dir).open()
         except BaseException:
             remove_new(run_dir, new)
             lock.release(remove=lock.created)

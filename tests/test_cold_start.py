@@ -5,18 +5,19 @@ import torch
 from conftest import compose_config
 
 from regal_torch.errors import RegalError
-from regal_torch.loop.active_loop import _INITIAL, ActiveLoop, round_seed
+from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.loop.seeds import INITIAL, round_seed
 from regal_torch.models.tanimoto import morgan_fingerprints
 
 
 def _initial(tiny, tmp_path, *extra):
-    loop = ActiveLoop(compose_config([*tiny, *extra]), tmp_path)
+    loop = ActiveLoop(compose_config([*tiny, *extra]), tmp_path).open()
     return loop, loop.dm.labeled[loop.label_rounds == 0]
 
 
 def test_random_draws_the_set_it_always_drew(tiny, tmp_path):
     loop, initial = _initial(tiny, tmp_path)
-    generator = torch.Generator().manual_seed(round_seed(0, 0, _INITIAL))
+    generator = torch.Generator().manual_seed(round_seed(0, 0, INITIAL))
     # the pool before labeling: every position that is neither test nor val
     everyone = torch.arange(len(loop.dataset))
     held_out = torch.cat([loop.dm.test, loop.dm.val])
@@ -55,7 +56,7 @@ def test_kmeanspp_on_the_untrained_model_is_seeded(tiny, tmp_path):
 def test_the_initial_strategy_is_part_of_the_run(tiny, tmp_path):
     ActiveLoop(compose_config([*tiny, "loop.rounds=0"]), tmp_path).run()
     with pytest.raises(RegalError, match="initial_strategy"):
-        ActiveLoop(compose_config([*tiny, "loop/initial_strategy=lcmd"]), tmp_path)
+        ActiveLoop(compose_config([*tiny, "loop/initial_strategy=lcmd"]), tmp_path).open()
 
 
 def test_a_gp_needs_fingerprint_features(tiny, tmp_path):
@@ -64,6 +65,8 @@ def test_a_gp_needs_fingerprint_features(tiny, tmp_path):
         "loop/initial_strategy=lcmd",
     ]
     with pytest.raises(RegalError, match="initial_features=fingerprint"):
-        ActiveLoop(compose_config(gp), tmp_path)
-    loop = ActiveLoop(compose_config([*gp, "loop.initial_features=fingerprint"]), tmp_path / "fp")
+        ActiveLoop(compose_config(gp), tmp_path).open()
+    loop = ActiveLoop(
+        compose_config([*gp, "loop.initial_features=fingerprint"]), tmp_path / "fp"
+    ).open()
     assert len(loop.dm.labeled) == 20

@@ -69,6 +69,7 @@ def test_in_the_loop_strategies_see_the_recalibrated_joint_posterior(
         overrides = [
             *(o for o in tiny if not o.startswith("model.")),
             "model=gp",
+            "strategy=uncertainty",
             "model.fit_iters=20",
             "loop.initial_size=30",
             "loop.rounds=1",

@@ -64,10 +64,10 @@ def test_learn_loop_run_fill_rerun(csv, tmp_path):
     assert all(int(i[1:]) >= 40 for i in frame["id"])  # picked from the unlabeled rows
 
     with pytest.raises(RegalError, match="no label filled in yet"):
-        ActiveLoop(compose_config(_overrides(csv)), run_dir)
+        ActiveLoop(compose_config(_overrides(csv)), run_dir).open()
 
     _fill(query, {0: "1.5", 2: "2.5", 4: "3.5"})  # two rows left empty
-    loop = ActiveLoop(compose_config(_overrides(csv)), run_dir)
+    loop = ActiveLoop(compose_config(_overrides(csv)), run_dir).open()
     assert len(loop.dm.labeled) == 35
     unfilled = frame["id"][[1, 3]].map(lambda i: int(i[1:])).tolist()
     assert set(unfilled) <= set(loop.dm.pool.tolist())  # back in the pool
@@ -90,7 +90,7 @@ def test_answers_for_molecules_not_queried_are_refused(csv, tmp_path):
     answers = tmp_path / "answers.csv"
     answers.write_text("id,label\nm0,1.0\n")
     with pytest.raises(RegalError, match="line 2: id 'm0' was not queried"):
-        ActiveLoop(compose_config(_overrides(csv, f"labels={answers}")), tmp_path)
+        ActiveLoop(compose_config(_overrides(csv, f"labels={answers}")), tmp_path).open()
 
 
 def test_batch_larger_than_pool_and_empty_pool(csv, qm9_small, tmp_path):
@@ -161,7 +161,7 @@ def test_starting_over_never_erases_the_users_labels(csv, tmp_path):
     (run_dir / "state.pt").rename(tmp_path / "state.pt.bad")
     before = _contents(run_dir)
     with pytest.raises(RegalError) as info:
-        ActiveLoop(compose_config(overrides), run_dir)
+        ActiveLoop(compose_config(overrides), run_dir).open()
     assert str(info.value) == (
         f"{run_dir}: no state.pt, but queries/round_001.csv (3 labels), selected.csv (3 labels) "
         "hold labels you gave; starting this run over would overwrite them: move them out of "
@@ -178,10 +178,10 @@ def test_a_deleted_pending_query_file_is_written_again(csv, tmp_path):
     asked = pd.read_csv(query, keep_default_na=False)
     query.unlink()
     with pytest.raises(RegalError, match=r"round_001.csv was missing: written again with the 5"):
-        ActiveLoop(compose_config(_overrides(csv)), run_dir)
+        ActiveLoop(compose_config(_overrides(csv)), run_dir).open()
     again = pd.read_csv(query, keep_default_na=False)
     assert again[["id", "smiles", "label"]].equals(asked[["id", "smiles", "label"]])
     assert (again["predicted_mean"] == "").all() and (again["predicted_std"] == "").all()
     _fill(query, {1: "0.5"})
-    loop = ActiveLoop(compose_config(_overrides(csv)), run_dir)
+    loop = ActiveLoop(compose_config(_overrides(csv)), run_dir).open()
     assert len(loop.dm.labeled) == 33

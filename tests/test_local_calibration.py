@@ -98,7 +98,10 @@ def test_per_molecule_factors_scale_samples_and_covariance_as_one_joint_posterio
 
 def test_the_loop_gives_strategies_the_local_variance(tiny, tmp_path, seen_by_uncertainty):
     histories = [
-        ActiveLoop(compose_config([*tiny, "loop.rounds=1", *extra]), tmp_path / str(i)).run()
+        ActiveLoop(
+            compose_config([*tiny, "strategy=uncertainty", "loop.rounds=1", *extra]),
+            tmp_path / str(i),
+        ).run()
         for i, extra in enumerate([[], ["loop.local_neighbours=5"]])
     ]
     for row in histories[1]:

@@ -197,6 +197,8 @@ def test_benchmark_run_names_the_file_lines_without_a_label(qm9_small, tmp_path)
 
     rows = [f"{qm9_small[i].smiles},{'' if i in (3, 7) else 1.0}" for i in range(40)]
     path = _csv(tmp_path, "smiles,target\n\n" + "\n".join(rows) + "\n")
-    cfg = compose_config(["data=molecules", f"data.path={path}", "loop.initial_size=10"])
+    cfg = compose_config(
+        ["data=molecules", f"data.path={path}", "loop.initial_size=10", "loop.batch_size=2"]
+    )
     with pytest.raises(RegalError, match=r"2 have none \(line 6, line 10 of data.path\)"):
-        ActiveLoop(cfg, tmp_path / "run")
+        ActiveLoop(cfg, tmp_path / "run").open()

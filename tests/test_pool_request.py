@@ -5,7 +5,8 @@ import pytest
 import torch
 from conftest import compose_config
 
-from regal_torch.loop.active_loop import _CANDIDATES, ActiveLoop, round_seed
+from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.loop.seeds import CANDIDATES, round_seed
 from regal_torch.models.mc_dropout import MCDropoutRegressor
 
 
@@ -83,7 +84,7 @@ def test_candidates_limit_what_is_predicted_and_picked(tiny, tmp_path, requests_
     for r in (0, 1):  # round r's pool: the final pool and what rounds after r labeled
         later = loop.dm.labeled[loop.label_rounds > r]
         pool = torch.cat([loop.dm.pool, later]).sort().values
-        generator = torch.Generator().manual_seed(round_seed(0, r, _CANDIDATES))
+        generator = torch.Generator().manual_seed(round_seed(0, r, CANDIDATES))
         candidates = pool[torch.randperm(len(pool), generator=generator)[:40]]
         assert torch.isin(loop.dm.labeled[loop.label_rounds == r + 1], candidates).all()
         subsets.append(set(candidates.tolist()))

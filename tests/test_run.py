@@ -87,14 +87,14 @@ def test_resume_after_interruption_is_exact(tiny, uninterrupted, tmp_path, monke
     def dies_in_round_2(self, r, acquire):
         if r == 2:
             raise KeyboardInterrupt
-        original(self, r, acquire)
+        return original(self, r, acquire)
 
     monkeypatch.setattr(ActiveLoop, "_round", dies_in_round_2)
     with pytest.raises(KeyboardInterrupt):
         ActiveLoop(_cfg(tiny), tmp_path).run()
     assert len(pd.read_csv(tmp_path / "history.csv")) == 2
     monkeypatch.undo()
-    resumed = ActiveLoop(_cfg(tiny), tmp_path)
+    resumed = ActiveLoop(_cfg(tiny), tmp_path).open()
     assert resumed.next_round == 2
     resumed.run()
     for got, want in zip(_tables(tmp_path), _tables(uninterrupted), strict=True):
@@ -117,7 +117,7 @@ def test_finished_run_is_not_redone(tiny, uninterrupted, capsys):
 
 def test_state_of_another_config_is_refused(tiny, uninterrupted):
     with pytest.raises(RegalError, match="strategy._target_"):
-        ActiveLoop(_cfg([*tiny, "strategy=random"]), uninterrupted)
+        ActiveLoop(_cfg([*tiny, "strategy=random"]), uninterrupted).open()
 
 
 def test_budget_larger_than_the_pool_is_refused(tiny, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from regal_torch.errors import RegalError
-from regal_torch.loop.active_loop import round_seed
+from regal_torch.loop.seeds import round_seed
 from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
 
 

@@ -74,3 +74,26 @@ def test_multi_process_trainer_is_refused_before_training(tiny, tmp_path):
     with pytest.raises(RegalError, match="spans 2 processes.*use trainer=gpu"):
         ActiveLoop(cfg, tmp_path).run()
     assert not (tmp_path / "history.csv").exists()
+
+
+def test_a_sweep_rerun_with_more_rounds_extends_the_same_folders(tiny, qm9_small, tmp_path):
+    """The shipped config's job folder names leave out the options that do not change results
+    (the list resume uses), so more rounds extend the runs instead of starting new ones."""
+    base = [o for o in tiny if not o.startswith("loop.rounds")]
+    sweep_dir = tmp_path / "sweep"
+
+    def run(rounds: int) -> None:
+        cmd = [
+            sys.executable, "-m", "regal_torch.run", "--multirun", "strategy=random", "seed=0",
+            *base, f"loop.rounds={rounds}", "progress=false", f"hydra.sweep.dir={sweep_dir}",
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+    run(1)
+    (job,) = [p.parent for p in sweep_dir.glob("*/history.csv")]
+    assert "seed=0,strategy=random" in job.name
+    assert "loop.rounds" not in job.name and "root" not in job.name and "progress" not in job.name
+    run(2)
+    assert [p.parent for p in sweep_dir.glob("*/history.csv")] == [job]
+    assert pd.read_csv(job / "history.csv")["n_labeled"].tolist() == [20, 30, 40]

@@ -35,7 +35,7 @@ def test_warm_start_differs_from_cold_and_resumes_exactly(warm, tmp_path, monkey
     def dies_in_round_2(self, r, acquire):
         if r == 2:
             raise KeyboardInterrupt
-        original(self, r, acquire)
+        return original(self, r, acquire)
 
     resumed = tmp_path / "resumed"
     monkeypatch.setattr(ActiveLoop, "_round", dies_in_round_2)

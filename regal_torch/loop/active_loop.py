@@ -22,12 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -35,66 +34,38 @@ from regal_torch.calibration import calibration_metrics, scale_variance
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
 from regal_torch.local_calibration import NeighbourCalibration, local_calibration_metrics
+from regal_torch.loop.checks import check_budget, check_config
 from regal_torch.loop.cold_start import initial_picks
 from regal_torch.loop.loggers import RunLoggers
+from regal_torch.loop.neutral_keys import fingerprint
 from regal_torch.loop.oracle import BenchmarkOracle
 from regal_torch.loop.progress import RoundProgress, show_progress
 from regal_torch.loop.queries import QueryOracle
+from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
 from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.prediction import Prediction, PredictionRequest, predict
+from regal_torch.models.target_scaling import TargetScaler
 from regal_torch.strategies.base import SelectionContext
 
-# Config keys that may change between a run and its resumption without changing results.
-RESUMABLE_KEYS = (
-    "labels",
-    "logger",
-    "trainer.logger",
-    "progress",
-    "loop.rounds",
-    "data.dataset.root",
-    "data.datamodule.num_workers",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.enable_progress_bar",
-)
-
-# Independent random streams of one round.
-_TRAIN, _SELECT, _INITIAL, _SKETCH, _CANDIDATES = 0, 1, 2, 3, 4
-
-
-def round_seed(seed: int, round_: int, stream: int) -> int:
-    """Seed of one random stream of one round: a pure function of its arguments.
-
-    Every round reseeds everything it uses from this, so a resumed run draws exactly the
-    numbers an uninterrupted one draws, and the checkpoint needs no RNG state.
-    """
-    return int(np.random.SeedSequence([seed, round_, stream]).generate_state(1)[0])
-
-
-def fingerprint(cfg: DictConfig) -> dict[str, Any]:
-    """The config as flat ``dotted.key: value`` pairs, less :data:`RESUMABLE_KEYS`."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        elif not prefix.startswith(RESUMABLE_KEYS):
-            flat[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return flat
+Recalibration = Callable[[Prediction], Prediction]
 
 
 class ActiveLoop:
-    """Benchmark-mode active learning over one run directory.
+    """Active learning over one run directory.
+
+    ``ActiveLoop(cfg, run_dir)`` checks the options and builds the dataset, datamodule and
+    strategy; it touches nothing in ``run_dir``. :meth:`open` opens the run folder: it resumes
+    from ``state.pt`` (checked against the config) or labels the initial set, and in learn
+    mode takes the labels given for pending picks. :meth:`run` (which opens first if needed)
+    runs the remaining rounds.
 
     Round ``r`` (0 to ``loop.rounds``) trains a fresh model on the labeled set, scores it on
-    the test set (one row of ``history.csv``) and, unless it is the last round, predicts the
-    pool, selects ``loop.batch_size`` molecules and labels them. Then it checkpoints
-    ``state.pt`` atomically and rewrites ``history.csv`` and ``selected.csv`` from it.
-    Constructing the loop on a directory with a state resumes after its last finished round.
+    the test set and, unless it is the last round, predicts the pool, selects
+    ``loop.batch_size`` molecules and labels them (:meth:`_round` returns its result; nothing
+    is written until the round is done). Then the round is recorded: its row of
+    ``history.csv`` (a redone round's row replaces the old one), ``state.pt`` (atomically),
+    ``history.csv`` and ``selected.csv``.
 
     Each round also predicts the validation set, fits one variance scale factor on it and
     records raw and recalibrated uncertainty metrics (:func:`calibration_metrics`). With
@@ -103,48 +74,63 @@ class ActiveLoop:
     """
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        check_config(cfg)
         if cfg.mode not in ("benchmark", "learn"):
             raise RegalError(f"mode={cfg.mode!r}: use mode=benchmark or mode=learn")
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.learn = cfg.mode == "learn"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.run_dir / "state.pt"
         self.dataset = instantiate(cfg.data.dataset)
         self.dm: ActiveDataModule = instantiate(
             cfg.data.datamodule, dataset=self.dataset, holdout_from_labeled=self.learn
         )
-        self.oracle = self._oracle()
         self.strategy = instantiate(cfg.strategy)
         self.unit = getattr(self.dataset, "target_units", {}).get(self.dm.target, "")
-        self._check_budget()
+        check_budget(cfg, self.dm, self.learn)
         self.loggers = RunLoggers(cfg, run_dir)
         self.show_progress = show_progress(cfg.get("progress", "auto"))
         self.fingerprint = {**fingerprint(cfg), "n_molecules": len(self.dataset)}
-        state = load_state(self.state_path, self.fingerprint)
         self.history: list[dict[str, Any]] = []
         self.weights: dict[str, torch.Tensor] | None = None
         self.label_rounds = torch.empty(0, dtype=torch.long)  # round each labeled one came in
         self.pending: torch.Tensor | None = None  # learn mode: picks awaiting the user's labels
         self.pending_query: Path | None = None  # and the query file written for them
+        self.oracle: BenchmarkOracle | QueryOracle | None = None
+        self.next_round: int | None = None  # set by open()
+
+    def open(self) -> ActiveLoop:
+        """Open the run folder: resume from its state or label the initial set (learn mode:
+        take the labels given for pending picks). Does nothing if already open.
+
+        Raises:
+            RegalError: a state that is corrupt or of another config, labels that cannot be
+                read, a learn-mode folder holding labels but no state, ...
+        """
+        if self.next_round is not None:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = load_state(self.state_path, self.fingerprint)
+        self.oracle = self._oracle()
         if state is None:
             self._label_initial()
             self.next_round = 0
-        else:
-            self.dm.label(state["labeled"], state["labels"])
-            self.label_rounds = state["label_rounds"]
-            self.history = state["history"]
-            self.weights = state.get("weights")
-            self.pending = state.get("pending")
-            # A last round that picked nothing is redone only if loop.rounds grew since.
-            done = state["acquired"] or state["round"] >= cfg.loop.rounds
-            if self.pending is not None:
-                self._ingest(state["round"])
-                done = True
-            self.next_round = state["round"] + 1 if done else state["round"]
+            return self
+        self.dm.label(state["labeled"], state["labels"])
+        self.label_rounds = state["label_rounds"]
+        self.history = state["history"]
+        self.weights = state.get("weights")
+        self.pending = state.get("pending")
+        # A last round that picked nothing is redone only if loop.rounds grew since.
+        done = state["acquired"] or state["round"] >= self.cfg.loop.rounds
+        if self.pending is not None:
+            self._ingest(state["round"])
+            done = True
+        self.next_round = state["round"] + 1 if done else state["round"]
+        return self
 
     def _oracle(self) -> BenchmarkOracle | QueryOracle:
         if not self.learn:
-            return BenchmarkOracle(self.dm.truth)
+            return BenchmarkOracle(self.dm.truth, getattr(self.dataset, "where", None))
         ids = getattr(self.dataset, "ids", None) or [str(int(i)) for i in self.dm.mol_ids]
         return QueryOracle(self.run_dir, list(ids), list(self.dataset.smiles), self.cfg.labels)
 
@@ -166,50 +152,6 @@ class ActiveLoop:
         self._save(r, acquired=True)
         self._write_tables()
 
-    def _check_budget(self) -> None:
-        loop, pool = self.cfg.loop, len(self.dm.pool)
-        if loop.initial_size < 2 or loop.batch_size < 1 or loop.rounds < 0:
-            raise RegalError(
-                "loop.initial_size must be >= 2, loop.batch_size >= 1 and loop.rounds >= 0; "
-                f"got {loop.initial_size}, {loop.batch_size}, {loop.rounds}"
-            )
-        if len(self.dm.val) < 2:
-            raise RegalError(
-                f"data.datamodule.val_size leaves {len(self.dm.val)} validation molecules; "
-                "the loop needs at least 2 to recalibrate and score uncertainty"
-            )
-        k = loop.get("local_neighbours")
-        if k is not None and not (isinstance(k, int) and 1 <= k < len(self.dm.val)):
-            raise RegalError(
-                f"loop.local_neighbours={k!r} must be null or an integer from 1 to the number "
-                f"of validation molecules less one ({len(self.dm.val) - 1})"
-            )
-        if k is not None and not loop.recalibrate:
-            raise RegalError("loop.local_neighbours needs loop.recalibrate=true")
-        m = loop.get("candidates")
-        if m is not None and not (isinstance(m, int) and m >= loop.batch_size):
-            raise RegalError(
-                f"loop.candidates={m!r} must be null or an integer of at least loop.batch_size "
-                f"({loop.batch_size})"
-            )
-        if self.learn:  # the labeled rows are the initial set; unfilled picks return to the pool
-            unlabeled = int(torch.isnan(self.dm.truth[self.dm.pool]).sum())
-            if unlabeled == 0:
-                raise RegalError("mode=learn: the pool is empty (every molecule has a label)")
-            if loop.batch_size > unlabeled and loop.rounds > 0:
-                raise RegalError(
-                    f"loop.batch_size ({loop.batch_size}) is larger than the pool "
-                    f"({unlabeled} molecules without a label)"
-                )
-            return
-        need = loop.initial_size + loop.rounds * loop.batch_size
-        if need > pool:
-            raise RegalError(
-                f"loop.initial_size ({loop.initial_size}) + loop.rounds ({loop.rounds}) x "
-                f"loop.batch_size ({loop.batch_size}) = {need} labels, but the pool holds "
-                f"only {pool} molecules"
-            )
-
     def _label_initial(self) -> None:
         """Benchmark: ``loop.initial_size`` pool molecules picked by ``loop/initial_strategy``
         (:mod:`regal_torch.loop.cold_start`); learn: those with a label."""
@@ -218,12 +160,14 @@ class ActiveLoop:
             picks = pool[torch.isfinite(self.dm.truth[pool])]
             self._add_labels(picks, self.dm.truth[picks], 0)
             return
-        seed = round_seed(self.cfg.seed, 0, _INITIAL)
+        seed = round_seed(self.cfg.seed, 0, INITIAL)
         picks = initial_picks(self.cfg, self.dataset, self.dm, seed)
         self._add_labels(picks, self.oracle.query(picks), 0)
 
     def run(self) -> list[dict[str, Any]]:
-        """Run the remaining rounds; returns the history (one dict per round)."""
+        """Open the run folder if needed and run the remaining rounds; returns the history
+        (one dict per round)."""
+        self.open()
         rounds = self.cfg.loop.rounds
         self._write_tables()  # the tables may lag the state if a run died between the two
         if self.next_round > rounds:
@@ -233,7 +177,7 @@ class ActiveLoop:
         self.progress = RoundProgress(self.next_round, rounds, self.show_progress)
         try:
             for r in range(self.next_round, rounds + 1):
-                self._round(r, acquire=r < rounds)
+                self._record(r, self._round(r, acquire=r < rounds))
                 if self.pending is not None:
                     break
         finally:
@@ -267,43 +211,73 @@ class ActiveLoop:
             )
         return trainer
 
-    def _round(self, r: int, acquire: bool) -> None:
-        pl.seed_everything(round_seed(self.cfg.seed, r, _TRAIN), verbose=False)
+    def _model(self, r: int) -> pl.LightningModule:
+        """Round ``r``'s model: fresh (seeded), or the previous round's weights with
+        ``loop.warm_start``; trained on the labeled set's target scaling either way."""
+        pl.seed_everything(round_seed(self.cfg.seed, r, TRAIN), verbose=False)
+        scaling = TargetScaler(*self.dm.target_scaling())
         model = instantiate(self.cfg.model)(
-            node_dim=self.dataset.num_node_features, edge_dim=self.dataset.num_edge_features
+            node_dim=self.dataset.num_node_features,
+            edge_dim=self.dataset.num_edge_features,
+            target_scaling=scaling,
         )
         if self.cfg.loop.warm_start and self.weights is not None:
             model.load_state_dict(self.weights)
+            model.set_target_scaling(scaling.mean.item(), scaling.std.item())
+        return model
+
+    def _round(self, r: int, acquire: bool) -> dict[str, Any]:
+        """Train, score and (with ``acquire``) pick and label round ``r``; returns its row of
+        ``history.csv`` (metrics and timings). Nothing is written to the run folder."""
+        model = self._model(r)
         trainer = self._trainer(r)
         start = time.perf_counter()
         try:
             trainer.fit(model, datamodule=self.dm)
         except SIGTERMException:  # Lightning ends fit with this (a SystemExit of status 0)
             raise _terminated(r) from None
+        if trainer.received_sigterm:  # e.g. during on_train_end, after the last batch
+            raise _terminated(r)
         row: dict[str, Any] = {"round": r, "n_labeled": len(self.dm.labeled)}
         row["seconds_train"] = time.perf_counter() - start
         start = time.perf_counter()
-        test = self._predict(trainer, model, self.dm.test)
-        val = self._predict(trainer, model, self.dm.val)
-        truth = self.dm.truth
-        row.update(regression_metrics(test, truth[self.dm.test], "test"))
-        row.update(calibration_metrics(test, truth[self.dm.test], val, truth[self.dm.val]))
-        local = None
-        if self.cfg.loop.get("local_neighbours") is not None:
-            local = NeighbourCalibration(val, truth[self.dm.val], self.cfg.loop.local_neighbours)
-            row.update(local_calibration_metrics(local, test, truth[self.dm.test]))
+        metrics, recalibrate = self._score(r, trainer, model)
+        row.update(metrics)
         row["seconds_test"] = time.perf_counter() - start
         row["seconds_predict"] = row["seconds_select"] = float("nan")
         if acquire:
-            self._acquire(r, trainer, model, row, self._recalibration(row["var_scale"], local))
-        if r == len(self.history):
-            self.history.append(row)
+            row.update(self._acquire(r, trainer, model, recalibrate))
         if self.cfg.loop.warm_start:
             self.weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        self._save(r, acquired=acquire and self.pending is None)
+        return row
+
+    def _score(
+        self, r: int, trainer: pl.Trainer, model: pl.LightningModule
+    ) -> tuple[dict[str, float], Recalibration]:
+        """Test metrics of round ``r``'s model (accuracy, raw and recalibrated uncertainty,
+        local variance), and the recalibration its pool predictions go through."""
+        truth, test_set, val_set = self.dm.truth, self.dm.test, self.dm.val
+        test = self._predict(r, trainer, model, test_set)
+        val = self._predict(r, trainer, model, val_set)
+        metrics = regression_metrics(test, truth[test_set], "test")
+        metrics.update(calibration_metrics(test, truth[test_set], val, truth[val_set]))
+        local = None
+        if self.cfg.loop.get("local_neighbours") is not None:
+            local = NeighbourCalibration(val, truth[val_set], self.cfg.loop.local_neighbours)
+            metrics.update(local_calibration_metrics(local, test, truth[test_set]))
+        return metrics, self._recalibration(metrics["var_scale"], local)
+
+    def _record(self, r: int, row: dict[str, Any]) -> None:
+        """Record finished round ``r``: its row (replacing a redone round's), then the state,
+        the tables, the logger and the progress line."""
+        if r < len(self.history):
+            self.history[r] = row
+        else:
+            self.history.append(row)
+        self._save(r, acquired=r < self.cfg.loop.rounds and self.pending is None)
         self._write_tables()
-        self.loggers.log_round(self.history[r])
-        self._report(self.history[r])
+        self.loggers.log_round(row)
+        self._report(row)
 
     def _save(self, r: int, acquired: bool) -> None:
         save_state(
@@ -321,9 +295,7 @@ class ActiveLoop:
             },
         )
 
-    def _recalibration(
-        self, var_scale: float, local: NeighbourCalibration | None
-    ) -> Callable[[Prediction], Prediction]:
+    def _recalibration(self, var_scale: float, local: NeighbourCalibration | None) -> Recalibration:
         """What the strategy's predictions go through: the local variance, the global factor
         or nothing (``loop.local_neighbours``, ``loop.recalibrate``)."""
         if not self.cfg.loop.recalibrate:
@@ -349,19 +321,14 @@ class ActiveLoop:
         fields = set(request.fields) | extra
         if self.cfg.loop.get("local_neighbours") is not None and request.uncertainty:
             fields.add("embedding")
-        seed = round_seed(self.cfg.seed, r, _SKETCH)
+        seed = round_seed(self.cfg.seed, r, SKETCH)
         return replace(request, fields=frozenset(fields), sketch_seed=seed)
 
     def _acquire(
-        self,
-        r: int,
-        trainer: pl.Trainer,
-        model: pl.LightningModule,
-        row: dict[str, Any],
-        recalibrate: Callable[[Prediction], Prediction],
-    ) -> None:
-        """Predict the pool (only what the strategy uses), select a batch, label it; timings
-        go into ``row``.
+        self, r: int, trainer: pl.Trainer, model: pl.LightningModule, recalibrate: Recalibration
+    ) -> dict[str, float]:
+        """Predict the candidates (only what the strategy uses), select a batch and label it
+        (learn mode: ask for the labels); returns the timings.
 
         The predictions the strategy sees go through ``recalibrate`` first.
         """
@@ -370,20 +337,20 @@ class ActiveLoop:
         request = self._pool_request(r)
         pool = on_labeled = None
         if request is not None:
-            pool = recalibrate(self._predict(trainer, model, candidates, request))
+            pool = recalibrate(self._predict(r, trainer, model, candidates, request))
             if self.strategy.needs_labeled_prediction:
-                on_labeled = recalibrate(self._predict(trainer, model, labeled, request))
-        row["seconds_predict"] = time.perf_counter() - start
+                on_labeled = recalibrate(self._predict(r, trainer, model, labeled, request))
+        seconds_predict = time.perf_counter() - start
         start = time.perf_counter()
         context = SelectionContext(
             pool=candidates,
             labeled=labeled,
-            generator=torch.Generator().manual_seed(round_seed(self.cfg.seed, r, _SELECT)),
+            generator=torch.Generator().manual_seed(round_seed(self.cfg.seed, r, SELECT)),
             labeled_prediction=on_labeled,
             labeled_targets=self.dm.labels[labeled],
         )
         picks = self.strategy.select(pool, self.cfg.loop.batch_size, context)
-        row["seconds_select"] = time.perf_counter() - start
+        seconds_select = time.perf_counter() - start
         if self.learn:
             row_of = {p: i for i, p in enumerate(candidates.tolist())}
             chosen = pool.index_select(torch.tensor([row_of[p] for p in picks.tolist()]))
@@ -391,6 +358,7 @@ class ActiveLoop:
             self.pending = picks
         else:
             self._add_labels(picks, self.oracle.query(picks), r + 1)
+        return {"seconds_predict": seconds_predict, "seconds_select": seconds_select}
 
     def _candidates(self, r: int) -> torch.Tensor:
         """Round ``r``'s candidates: the pool, or with ``loop.candidates=m`` a random subset of
@@ -398,19 +366,22 @@ class ActiveLoop:
         pool, m = self.dm.pool, self.cfg.loop.get("candidates")
         if m is None or m >= len(pool):
             return pool
-        generator = torch.Generator().manual_seed(round_seed(self.cfg.seed, r, _CANDIDATES))
+        generator = torch.Generator().manual_seed(round_seed(self.cfg.seed, r, CANDIDATES))
         return pool[torch.randperm(len(pool), generator=generator)[:m].sort().values]
 
     def _predict(
         self,
+        r: int,
         trainer: pl.Trainer,
         model: pl.LightningModule,
         positions: torch.Tensor,
         request: PredictionRequest | None = None,
     ) -> Prediction:
+        """Round ``r``'s prediction over ``positions``, stopped by a SIGTERM received during it
+        (Lightning lets predict run on to its end)."""
         prediction = predict(trainer, model, self.dm.loader(positions), request)
-        if trainer.received_sigterm:  # Lightning lets predict run on to its end
-            raise _terminated(len(self.history))
+        if trainer.received_sigterm:
+            raise _terminated(r)
         return prediction
 
     def _write_tables(self) -> None:
@@ -425,7 +396,8 @@ class ActiveLoop:
         )
         tables = [("selected.csv", selected)]
         if self.history:  # no history.csv before the first round is done
-            tables.append(("history.csv", pd.DataFrame(self.history)))
+            # the target's unit goes with the numbers (empty where the dataset has none)
+            tables.append(("history.csv", pd.DataFrame(self.history).assign(unit=self.unit)))
         for name, frame in tables:
             buffer = io.StringIO()
             frame.to_csv(buffer, index=False)

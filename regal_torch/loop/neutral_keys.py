@@ -1,0 +1,58 @@
+"""The options that do not change a run's results: one list, used by resume and by sweeps.
+
+A run's state records its config less these (:func:`fingerprint`); re-running with other
+values of them resumes the run. Hydra's ``override_dirname`` (the sweep's job folder names)
+leaves them out through the ``regal_torch_neutral_keys`` resolver in ``configs/config.yaml``,
+so a sweep re-run with, say, ``loop.rounds=20`` after ``loop.rounds=10`` finds the same
+folders and extends its runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+NEUTRAL_KEYS = (
+    "labels",
+    "logger",
+    "progress",
+    "loop.rounds",
+    "data.dataset.root",
+    "data.datamodule.num_workers",
+    "trainer.logger",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.enable_progress_bar",
+)
+# Hydra's own options that name folders; they are not in a run's config.
+_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
+def is_neutral(key: str) -> bool:
+    """Whether the dotted option ``key`` is one of :data:`NEUTRAL_KEYS` or inside one."""
+    return any(key == k or key.startswith(f"{k}.") for k in NEUTRAL_KEYS)
+
+
+def fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The config as flat ``dotted.key: value`` pairs, less the neutral keys."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif not is_neutral(prefix[:-1]):
+            flat[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+def register_resolver() -> None:
+    """Register ``${regal_torch_neutral_keys:}`` (the neutral keys and Hydra's folder options,
+    for ``hydra.job.config.override_dirname.exclude_keys``); called by the entry point."""
+    if not OmegaConf.has_resolver("regal_torch_neutral_keys"):
+        OmegaConf.register_new_resolver(
+            "regal_torch_neutral_keys", lambda: [*NEUTRAL_KEYS, *_HYDRA_KEYS]
+        )
