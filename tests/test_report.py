@@ -102,6 +102,7 @@ def _write_run(run_dir, strategy, model, mae, calibration=True, choices=True):
             "test_rmse": [1.25 * m for m in mae],
             "test_r2": 0.5,
             "seconds_test": 0.1,
+            "unit": "eV",  # the loop writes the target's unit with the numbers
         }
     )
     if calibration:
@@ -207,6 +208,15 @@ def test_names_fall_back_to_class_names(tmp_path):
     run = read_run(path)
     assert (run.data, run.strategy, run.model) == ("QM9Dataset", "RandomStrategy", "Model")
     assert run.unit == "eV"
+
+
+def test_the_unit_is_read_from_history_not_guessed_from_the_dataset(tmp_path):
+    _write_run(tmp_path / "run", "random", "mc_dropout", [1.0])
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    history.assign(unit="D").to_csv(tmp_path / "run" / "history.csv", index=False)
+    assert read_run(tmp_path / "run").unit == "D"  # a QM9 run of mu, in debye
+    history.drop(columns="unit").to_csv(tmp_path / "run" / "history.csv", index=False)
+    assert read_run(tmp_path / "run").unit == ""  # a run that wrote none: no unit shown
 
 
 def test_runs_of_different_targets_are_refused(tmp_path):

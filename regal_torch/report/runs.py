@@ -15,11 +15,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from regal_torch.data.qm9_tables import QM9_UNITS
 from regal_torch.errors import RegalError
 
 REQUIRED_COLUMNS = ("n_labeled", "test_mae", "test_rmse")
-_QM9_DATASET = "regal_torch.data.qm9.QM9Dataset"
 
 
 @dataclass(frozen=True)
@@ -82,16 +80,23 @@ def read_run(path: Path) -> Run:
     if hydra_yaml.is_file():
         choices = OmegaConf.select(_load_yaml(hydra_yaml), "hydra.runtime.choices", default={})
     target = str(OmegaConf.select(cfg, "data.target", default=""))
-    qm9 = OmegaConf.select(cfg, "data.dataset._target_", default="") == _QM9_DATASET
+    history = _read_history(path / "history.csv")
     return Run(
         path=path,
         data=choices.get("data") or _class_name(cfg, "data.dataset"),
         strategy=choices.get("strategy") or _class_name(cfg, "strategy"),
         model=choices.get("model") or _class_name(cfg, "model"),
         target=target,
-        unit=QM9_UNITS.get(target, "") if qm9 else "",
-        history=_read_history(path / "history.csv"),
+        unit=_unit(history),
+        history=history,
     )
+
+
+def _unit(history: pd.DataFrame) -> str:
+    """The target's unit as the run wrote it into ``history.csv`` (empty if it wrote none)."""
+    if "unit" not in history.columns or history["unit"].isna().all():
+        return ""
+    return str(history["unit"].dropna().iloc[0])
 
 
 def _load_yaml(path: Path) -> DictConfig:
