@@ -26,6 +26,7 @@ from benchmarks_file import write_section
 from regal_torch.models.exact_gp import ExactGPModel, ExactPosterior
 from regal_torch.models.posterior_regressor import FeatureCovariance
 from regal_torch.models.sparse_gp import SparsePosterior
+from regal_torch.models.target_scaling import TargetScaler
 from regal_torch.strategies.covariance import greedy_max_det
 
 POOL, DIM, K, PICKS_OLD, NOISE = 20_000, 16, 200, 10, 1e-2
@@ -41,10 +42,9 @@ def posterior(labeled: int, sparse: bool) -> tuple[ExactPosterior | SparsePoster
     gp = ExactGPModel(kernel, gpytorch.likelihoods.GaussianLikelihood())
     gp.likelihood.noise = 0.05
     train_x, y = x[:labeled], torch.randn(labeled, generator=g)
-    scaling = torch.tensor(0.0), torch.tensor(1.0)
     if sparse:
-        return SparsePosterior(gp, train_x, y, train_x[:1000], *scaling), x[labeled:]
-    return ExactPosterior(gp, train_x, y, *scaling), x[labeled:]
+        return SparsePosterior(gp, train_x, y, TargetScaler(), inducing=train_x[:1000]), x[labeled:]
+    return ExactPosterior(gp, train_x, y, TargetScaler()), x[labeled:]
 
 
 def select(provider, diag: torch.Tensor, k: int) -> tuple[float, list[int]]:
