@@ -18,10 +18,7 @@ class KMeansPPStrategy(KernelStrategy):
     With an empty labeled set the first pick is uniform. Draws use ``context.generator``
     through an inverse-CDF lookup on the prediction's device.
 
-    Args:
-        sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
-            ``grad``).
-        kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
+    Arguments (``sketch_dim``, ``kernel``): those of :class:`KernelStrategy`.
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

@@ -19,10 +19,7 @@ class LCMDStrategy(KernelStrategy):
     With an empty labeled set the first pick is the molecule of largest ``k(x, x)``, as in
     bmdal-reg. The paper's best method on its benchmark (17% lower RMSE than random).
 
-    Args:
-        sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
-            ``grad``).
-        kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
+    Arguments (``sketch_dim``, ``kernel``): those of :class:`KernelStrategy`.
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

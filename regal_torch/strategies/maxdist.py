@@ -18,10 +18,7 @@ class MaxDistStrategy(KernelStrategy):
     kernel on the features (last layer or gradients, optionally sketched); with an empty
     labeled set the first pick is the molecule of largest ``k(x, x)``, as in bmdal-reg.
 
-    Args:
-        sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
-            ``grad``).
-        kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
+    Arguments (``sketch_dim``, ``kernel``): those of :class:`KernelStrategy`.
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
