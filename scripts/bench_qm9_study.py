@@ -32,11 +32,21 @@ This script runs ``regal_torch.report`` over the sweep's finished runs into
 ``benchmarks/qm9_gap/`` (plots, ``summary.csv``, ``summary.md``) and copies the summary
 tables, with the runs per strategy, into the ``qm9-study`` section of BENCHMARKS.md.
 
-    python scripts/bench_qm9_study.py [main|dkl|dkl_b100|local]
+    python scripts/bench_qm9_study.py [main|dkl|dkl_b100|local|full]
+
+The full-scale study (``full``, issue 12) is one command too (about 15-25 minutes per run on
+one core; 21 runs):
+
+    python -m regal_torch.run --multirun experiment=qm9_gap_full
+
+Its run folders, less Lightning's logs, are kept in the repository under
+``benchmarks/qm9_gap_full/runs/`` so that the study resumes on another machine: copy them to
+``multirun/qm9_gap_full/`` and re-run the command (``--save-runs`` copies them back).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,8 +61,23 @@ from benchmarks_file import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DKL = "deep-kernel GP (GINE encoder + exact GP), 60 epochs (`model=dkl`)"
+SMALL = (
+    "`python -m regal_torch.run --multirun experiment=qm9_gap_benchmark` (26,000 QM9 molecules: "
+    "20,000 pool, 5,000 test, 1,000 val"
+)
+FULL = (
+    "`python -m regal_torch.run --multirun experiment=qm9_gap_full` (all 130,831 QM9 "
+    "molecules: 119,831 pool, 10,000 test, 1,000 val"
+)
 # name -> (sweep folders, output folder, BENCHMARKS.md section, setting described)
 STUDIES = {
+    "full": (
+        ["multirun/qm9_gap_full"],
+        "benchmarks/qm9_gap_full",
+        "qm9-study-full",
+        "10 rounds of 200; GINE MC-dropout, 60 epochs, 10 samples; `_grad`: the strategy on "
+        "the gradient kernel of all layers, sketched to 512 dimensions",
+    ),
     "main": (
         ["multirun/qm9_gap_benchmark"],
         "benchmarks/qm9_gap",
@@ -83,8 +108,19 @@ STUDIES = {
 BORROWED = {"local": ("multirun/qm9_gap_benchmark", ("random",))}
 
 
+def save_runs(sweep: Path, out: Path) -> None:
+    """Copy every run folder of ``sweep`` (state, tables, ``.hydra/``; no ``logs/``, no lock)
+    to ``out/runs/``, so the study can be resumed elsewhere."""
+    for run in find_runs([sweep]):
+        target = out / "runs" / run.name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(run, target, ignore=shutil.ignore_patterns("logs", ".lock", "*.tmp"))
+
+
 def main(study: str) -> None:
     sweeps, out_name, section, setting = STUDIES[study]
+    command = FULL if study == "full" else SMALL
     out = ROOT / out_name
     paths = find_runs([ROOT / sweep for sweep in sweeps if (ROOT / sweep).exists()])
     if study in BORROWED:
@@ -95,7 +131,7 @@ def main(study: str) -> None:
     finished = [path for path in paths if rounds[path] == full]
     report(finished, out)  # unfinished runs would cut their group's curve short
     unfinished = sorted(
-        f"{path.name.replace('experiment=qm9_gap_benchmark,', '')} ({rounds[path]} rounds)"
+        f"{path.name.split('experiment=')[-1].split(',', 1)[-1]} ({rounds[path]} rounds)"
         for path in paths
         if rounds[path] < full
     )
@@ -105,8 +141,7 @@ def main(study: str) -> None:
     lines = [
         f"## QM9 gap active-learning study ({study}): the measured tables",
         "",
-        "`python -m regal_torch.run --multirun experiment=qm9_gap_benchmark` (26,000 QM9",
-        "molecules: 20,000 pool, 5,000 test, 1,000 val; 200 random labels, then",
+        f"{command}; 200 random labels, then",
         f"{setting}; one run per strategy and seed on one",
         f"pinned CPU core; sweep folders {', '.join(sweeps)}), reported by",
         f"`python -m regal_torch.report` into [{out_name}/]({out_name}/): "
@@ -127,4 +162,10 @@ def main(study: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "main")
+    args = [a for a in sys.argv[1:] if a != "--save-runs"]
+    name = args[0] if args else "main"
+    if "--save-runs" in sys.argv:
+        sweeps, out_name, *_ = STUDIES[name]
+        for sweep in sweeps:
+            save_runs(ROOT / sweep, ROOT / out_name)
+    main(name)
