@@ -32,7 +32,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 register_resolver()
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -54,7 +54,7 @@ def _job(cfg: DictConfig) -> None:
     """
     from regal_torch.loop.active_loop import ActiveLoop
 
-    _quiet_lightning()
+    quiet_lightning()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     new = new_paths(run_dir)

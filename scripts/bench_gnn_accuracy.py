@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.prediction import predict
-from regal_torch.run import CONFIG_DIR, _quiet_lightning
+from regal_torch.run import CONFIG_DIR, quiet_lightning
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
@@ -31,7 +31,7 @@ CHEMPROP = {1000: (0.292, 0.410, 43), 2200: (0.244, 0.337, 105)}  # MAE, RMSE, s
 
 
 def main(overrides: list[str]) -> None:
-    _quiet_lightning()
+    quiet_lightning()
     base = ["data.subset=null", "data.datamodule.test_size=5000", "data.datamodule.val_size=1000"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=base + overrides)

@@ -35,7 +35,9 @@ class ActiveDataModule(pl.LightningDataModule):
             already has (learn mode, where the other molecules have none); sizes given as
             fractions are then fractions of those molecules.
         batch_size: Training batch size.
-        predict_batch_size: Batch size for prediction over pool, val and test.
+        predict_batch_size: Batch size for prediction over pool, val and test (default
+            100, as in the config; each forward pass of MC-dropout holds this many graphs
+            times its samples).
         num_workers: DataLoader worker processes.
     """
 
@@ -48,7 +50,7 @@ class ActiveDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         holdout_from_labeled: bool = False,
         batch_size: int = 64,
-        predict_batch_size: int = 1000,
+        predict_batch_size: int = 100,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
