@@ -9,7 +9,11 @@ from torch import nn
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.ensemble import EnsembleRegressor
-from regal_torch.models.gradient_features import GradientSketch, gradient_features
+from regal_torch.models.gradient_features import (
+    GradientSketch,
+    cached_sketch,
+    gradient_features,
+)
 from regal_torch.models.mc_dropout import MCDropoutRegressor
 from regal_torch.models.prediction import PredictionRequest, predict
 
@@ -149,6 +153,8 @@ def test_predict_gives_what_is_asked_for(qm9_small):
     dm.predict_batch_size = 60
     whole = predict(trainer, model, dm.loader(dm.pool[:60]), request)
     assert torch.allclose(whole.gradients, grad.gradients, rtol=1e-4, atol=1e-5)
+    # one sketch (its projections drawn once) serves every batch of a round's predictions
+    assert cached_sketch(64, 3) is cached_sketch(64, 3) and cached_sketch(64, 4).seed == 4
     # and the model's own default is back after the call
     assert model.prediction_request == PredictionRequest()
 

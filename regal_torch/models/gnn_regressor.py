@@ -10,7 +10,7 @@ from torch_geometric.data import Batch
 
 from regal_torch.models.gradient_features import (
     GradientLayer,
-    GradientSketch,
+    cached_sketch,
     gradient_features,
 )
 from regal_torch.models.prediction import PredictionRequest
@@ -91,5 +91,5 @@ class GNNRegressor(Regressor):
         """Sketched gradient features of ``output`` (standardised, ``[B]``) with respect to
         :meth:`gradient_layers`, as :attr:`prediction_request` asks: ``[B, sketch_dim]``."""
         request = self.prediction_request
-        sketch = GradientSketch(request.sketch_dim, request.sketch_seed)
+        sketch = cached_sketch(request.sketch_dim, request.sketch_seed)
         return gradient_features(output, self.gradient_layers(), batch, sketch)

@@ -39,6 +39,7 @@ member's gradient gets its own projections, so the kernel sums over members too.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,28 +98,38 @@ class GradientSketch:
         if sketch_dim is not None and sketch_dim < 1:
             raise ValueError(f"sketch_dim must be >= 1 or None; got {sketch_dim}")
         self.sketch_dim, self.seed = sketch_dim, seed
-        self._projections: dict[int, tuple[Tensor, Tensor]] = {}
+        self._projections: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     def projections(self, index: int, module: nn.Module) -> tuple[Tensor, Tensor]:
         """Layer ``index``'s input and output projections, ``[M, in + 1, s]`` and
-        ``[M, out, s]``, drawn once from ``(seed, index)``."""
+        ``[M, out, s]``, drawn once from ``(seed, index)`` on the CPU and kept on the layer's
+        device (so a pool scored batch by batch draws and moves them once)."""
         members, n_in, n_out = _dims(module)
-        key = (index, members, n_in, n_out)
+        weight = module.weight
+        key = (index, members, n_in, n_out, weight.device, weight.dtype)
         if key not in self._projections:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
             s = self.sketch_dim
             p = torch.randn(members, n_in + 1, s, generator=generator)
             q = torch.randn(members, n_out, s, generator=generator)
-            self._projections[key] = (p, q)
-        p, q = self._projections[key]
-        weight = module.weight
-        return p.to(weight.device, weight.dtype), q.to(weight.device, weight.dtype)
+            self._projections[key] = (
+                p.to(weight.device, weight.dtype),
+                q.to(weight.device, weight.dtype),
+            )
+        return self._projections[key]
 
     def dim(self, layers: list[GradientLayer]) -> int:
         """Feature dimension for ``layers``: ``s``, or the number of their parameters."""
         if self.sketch_dim is not None:
             return self.sketch_dim
         return sum(m * n_out * (n_in + 1) for m, n_in, n_out in (_dims(g.module) for g in layers))
+
+
+@functools.lru_cache(maxsize=2)
+def cached_sketch(sketch_dim: int | None, seed: int) -> GradientSketch:
+    """The :class:`GradientSketch` of ``(sketch_dim, seed)``, made once: every batch of a
+    prediction (and the labeled set's, which shares the seed) reuses its projections."""
+    return GradientSketch(sketch_dim, seed)
 
 
 def gradient_features(
