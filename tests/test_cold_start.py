@@ -70,3 +70,22 @@ def test_a_gp_needs_fingerprint_features(tiny, tmp_path):
         compose_config([*gp, "loop.initial_features=fingerprint"]), tmp_path / "fp"
     ).open()
     assert len(loop.dm.labeled) == 20
+
+
+def test_sigterm_while_picking_the_initial_set_stops_the_run(tiny, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from regal_torch.models.mc_dropout import MCDropoutRegressor
+
+    original = MCDropoutRegressor.predict_step
+
+    def terminated(self, batch, batch_idx=0):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(MCDropoutRegressor, "predict_step", terminated)
+    loop = ActiveLoop(compose_config([*tiny, "loop/initial_strategy=kmeanspp"]), tmp_path)
+    with pytest.raises(RegalError, match="SIGTERM while picking the initial set"):
+        loop.open()
+    assert not (tmp_path / "state.pt").exists()

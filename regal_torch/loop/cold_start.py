@@ -57,6 +57,11 @@ def initial_picks(cfg: DictConfig, dataset, dm: ActiveDataModule, seed: int) -> 
             logger=False, enable_progress_bar=False, enable_model_summary=False
         )
         prediction = predict(trainer, model, dm.loader(dm.pool), request)
+        if trainer.received_sigterm:  # Lightning lets predict run on to its end
+            raise RegalError(
+                "stopped by SIGTERM while picking the initial set; nothing was recorded: "
+                "run the same command again to start"
+            )
     context = SelectionContext(
         pool=dm.pool,
         labeled=torch.empty(0, dtype=torch.long),
