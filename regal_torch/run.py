@@ -6,6 +6,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from hydra._internal.utils import get_args_parser
@@ -25,6 +26,9 @@ from regal_torch.run_folder import (
     write_hydra_files,
 )
 
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 # configs/config.yaml names the result-neutral options through this resolver; registered here
 # (not in the package's __init__) so that submitit's job processes, which import this module
@@ -42,6 +46,23 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # The deep-kernel GP has no validation step (its GP is conditioned only when training ends).
     warnings.filterwarnings("ignore", message=".*`val_dataloader`.*validation_step.*")
+
+
+def quiet_trainer(max_epochs: int, **options: Any) -> pl.Trainer:
+    """A CPU Trainer with no logger, checkpoints, bars, summary or sanity check, for scripts
+    and tests that fit or predict outside the loop (``options`` are added or override)."""
+    import pytorch_lightning as pl
+
+    settings: dict[str, Any] = dict(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return pl.Trainer(**(settings | options))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

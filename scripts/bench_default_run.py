@@ -53,8 +53,7 @@ def main(overrides: list[str]) -> None:
             f"{_s(row.seconds_select, 3)} |"
         )
     command = " ".join(["python scripts/bench_default_run.py", *overrides])
-    lines += ["", f"Reproduce: `{command}`"]
-    write_section("default-run", "\n".join(lines))
+    write_section("default-run", "\n".join(lines), reproduce=command)
 
 
 def _s(value: float, digits: int = 1) -> str:

@@ -21,22 +21,14 @@ from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9 import QM9Dataset
 from regal_torch.models.ensemble import EnsembleRegressor
 from regal_torch.models.mc_dropout import MCDropoutRegressor
+from regal_torch.run import quiet_trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
 
 
 def _fit_seconds(model: pl.LightningModule, dm: ActiveDataModule, epochs: int) -> float:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(epochs, limit_val_batches=0)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     return time.perf_counter() - start

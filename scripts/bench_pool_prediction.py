@@ -89,8 +89,9 @@ def main() -> None:
     for name, seconds in rows:
         per_round = seconds * STUDY_POOL / len(pool)
         lines.append(f"| {name} | {seconds:.2f} | {per_round:.0f} | {seconds / base:.2f}x |")
-    lines += ["", "Reproduce: `python scripts/bench_pool_prediction.py`"]
-    write_section("pool-prediction", "\n".join(lines))
+    write_section(
+        "pool-prediction", "\n".join(lines), reproduce="python scripts/bench_pool_prediction.py"
+    )
     print("\n".join(lines))
 
 

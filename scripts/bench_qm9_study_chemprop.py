@@ -109,8 +109,11 @@ def main() -> None:
             f"| {n:,} | {name} | {r['mae']:.3f} | {r['rmse']:.3f} | {r['seconds']:.0f} | "
             f"{r['seconds_per_epoch']:.2f} |"
         )
-    lines += ["", "Reproduce: `python scripts/bench_qm9_study_chemprop.py --chemprop-python PY`"]
-    write_section("qm9-study-chemprop", "\n".join(lines))
+    write_section(
+        "qm9-study-chemprop",
+        "\n".join(lines),
+        reproduce="python scripts/bench_qm9_study_chemprop.py --chemprop-python PY",
+    )
 
 
 if __name__ == "__main__":

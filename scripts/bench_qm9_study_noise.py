@@ -63,8 +63,9 @@ def main() -> None:
             f"{100 * mae_sd / mae:.1f}% | "
             f"{statistics.mean(rmses):.4f} ± {statistics.stdev(rmses):.4f} |"
         )
-    lines += ["", "Reproduce: `python scripts/bench_qm9_study_noise.py`"]
-    write_section("qm9-study-noise", "\n".join(lines))
+    write_section(
+        "qm9-study-noise", "\n".join(lines), reproduce="python scripts/bench_qm9_study_noise.py"
+    )
 
 
 if __name__ == "__main__":

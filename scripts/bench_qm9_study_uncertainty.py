@@ -148,8 +148,11 @@ def main() -> None:
             cells += ["n/a" if rho != rho else f"{rho:.2f}", "n/a" if top != top else f"{top:.2f}"]
             cells.append(f"{nll:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Reproduce: `python scripts/bench_qm9_study_uncertainty.py`"]
-    write_section("qm9-study-uncertainty", "\n".join(lines))
+    write_section(
+        "qm9-study-uncertainty",
+        "\n".join(lines),
+        reproduce="python scripts/bench_qm9_study_uncertainty.py",
+    )
 
 
 if __name__ == "__main__":

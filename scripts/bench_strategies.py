@@ -28,6 +28,9 @@ import time
 import numpy as np
 import torch
 from benchmarks_file import write_section
+from peers.peer_strategies import bmdal_linear_select  # (sets NumPy 2's missing np.Inf)
+from skactiveml.base import SkactivemlRegressor
+from skactiveml.pool import GreedySamplingTarget, GreedySamplingX
 
 from regal_torch.models.prediction import Prediction
 from regal_torch.strategies.bait import BaitStrategy
@@ -41,12 +44,6 @@ from regal_torch.strategies.kmeanspp import KMeansPPStrategy
 from regal_torch.strategies.lcmd import LCMDStrategy
 from regal_torch.strategies.maxdist import MaxDistStrategy
 from regal_torch.strategies.uncertainty import UncertaintyStrategy
-
-np.Inf = np.inf  # bmdal-reg 3.0.2 still uses the alias NumPy 2 removed
-from bmdal_reg.bmdal.algorithms import select_batch  # noqa: E402
-from bmdal_reg.bmdal.feature_data import TensorFeatureData  # noqa: E402
-from skactiveml.base import SkactivemlRegressor  # noqa: E402
-from skactiveml.pool import GreedySamplingTarget, GreedySamplingX  # noqa: E402
 
 POOL, LABELED, DIM, K = 100_000, 1_000, 128, 100
 SMALL_POOL, SMALL_LABELED = 10_000, 500
@@ -109,22 +106,12 @@ def bmdal(method: str, x: torch.Tensor, repeat: int) -> tuple[float, list[int]]:
     """Seconds and picks of one bmdal-reg ``select_batch`` (conventions: module doc)."""
     sigma = noise_variance(x[:POOL], NOISE) ** 0.5
     posterior = method in ("maxdiag", "maxdet", "bait")
-    config = {"verbosity": 0, "sel_with_train": not posterior}
-    config.update({"maxdet_sigma": sigma, "bait_sigma": sigma})
+    config = {"sel_with_train": not posterior, "maxdet_sigma": sigma, "bait_sigma": sigma}
+    transforms = [("train", [sigma])] if posterior else []
     torch.manual_seed(repeat)
     np.random.seed(repeat)
-    data = {"train": TensorFeatureData(x[POOL:]), "pool": TensorFeatureData(x[:POOL])}
     start = time.perf_counter()
-    idx, _ = select_batch(
-        batch_size=K,
-        models=[torch.nn.Identity()],
-        data=data,
-        y_train=None,
-        base_kernel="linear",
-        kernel_transforms=[("train", [sigma])] if posterior else [],
-        selection_method=method,
-        **config,
-    )
+    idx = bmdal_linear_select(x[POOL:], x[:POOL], K, method, transforms, **config)
     seconds = time.perf_counter() - start
     picks = idx.tolist()
     if method == "maxdiag":  # ascending order there, descending here

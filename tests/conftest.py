@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gpytorch
 import pytest
-import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9 import QM9Dataset
-from regal_torch.run import CONFIG_DIR
+from regal_torch.run import CONFIG_DIR, quiet_trainer  # noqa: F401 (tests import it from here)
 
 
 @pytest.fixture(scope="session")
@@ -50,19 +49,6 @@ def compose_config(overrides: list[str]) -> DictConfig:
     """The run config that ``python -m regal_torch.run OVERRIDES`` would get."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
-
-
-def quiet_trainer(max_epochs: int) -> pl.Trainer:
-    """A CPU Trainer with no logger, checkpoints, bars, summary or sanity check."""
-    return pl.Trainer(
-        accelerator="cpu",
-        max_epochs=max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
 
 
 def check_joint_covariance(pred, rows_cols: tuple[list[int], list[int]], rtol: float):

@@ -14,15 +14,14 @@ from regal_torch.data.featurize import (
     mol_graph,
     smiles_to_data,
 )
-from regal_torch.data.qm9 import (
+from regal_torch.data.qm9 import QM9Dataset, subset_positions
+from regal_torch.data.qm9_tables import (
     HAR2EV,
     QM9_SIZE,
     QM9_TARGETS,
-    QM9Dataset,
-    subset_positions,
+    read_qm9_table,
     target_index,
 )
-from regal_torch.data.qm9_tables import read_qm9_table
 
 METHANE, DICYANOACETYLENE, DIACETYLENE = 1, 486, 23  # QM9 indices
 ELEMENT_SLOTS = {1: 0, 5: 1, 6: 2, 7: 3, 8: 4, 9: 5, 14: 6, 15: 7, 16: 8, 17: 9, 35: 10, 53: 11}

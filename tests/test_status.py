@@ -9,22 +9,16 @@ from regal_torch.status import main
 
 
 @pytest.fixture(scope="module")
-def finished_run(qm9_root, qm9_small, tmp_path_factory):
+def finished_run(tiny, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("status") / "run"
+    overrides = [o for o in tiny if not o.startswith(("loop.rounds=", "trainer.max_epochs="))]
     cmd = [
         sys.executable,
         "-m",
         "regal_torch.run",
-        "data.subset=300",
-        f"data.dataset.root={qm9_root}",
-        "data.datamodule.test_size=50",
-        "data.datamodule.val_size=20",
-        "loop.initial_size=20",
-        "loop.batch_size=10",
+        *overrides,
         "loop.rounds=1",
         "trainer.max_epochs=1",
-        "model.hidden_dim=16",
-        "model.mc_samples=4",
         "strategy=random",
         f"hydra.run.dir={run_dir}",
     ]

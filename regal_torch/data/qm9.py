@@ -21,25 +21,13 @@ from torch_geometric.io import fs
 
 from regal_torch.data.qm9_build import build_qm9_storage
 from regal_torch.data.qm9_tables import (
-    HAR2EV,
-    QM9_ATOM_REFS_EV,
     QM9_SIZE,
     QM9_TARGETS,
     QM9_UNITS,
     read_qm9_table,
-    target_index,
 )
 
-__all__ = [
-    "HAR2EV",
-    "QM9_ATOM_REFS_EV",
-    "QM9_SIZE",
-    "QM9_TARGETS",
-    "QM9_UNITS",
-    "QM9Dataset",
-    "subset_positions",
-    "target_index",
-]
+__all__ = ["QM9Dataset", "subset_positions"]
 
 
 def subset_positions(n_total: int, n: int, seed: int) -> torch.Tensor:

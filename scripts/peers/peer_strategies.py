@@ -33,6 +33,25 @@ from skactiveml.base import SkactivemlRegressor  # noqa: E402
 from skactiveml.pool import GreedySamplingTarget  # noqa: E402
 
 
+def bmdal_linear_select(
+    train: Tensor, pool: Tensor, k: int, method: str, kernel_transforms=(), **config
+) -> Tensor:
+    """Pool rows that bmdal-reg's ``select_batch`` picks with ``method`` on the linear kernel
+    of the given features (``config``: its further options, e.g. ``sel_with_train``)."""
+    idx, _ = select_batch(
+        batch_size=k,
+        models=[torch.nn.Identity()],
+        data={"train": TensorFeatureData(train), "pool": TensorFeatureData(pool)},
+        y_train=None,
+        base_kernel="linear",
+        kernel_transforms=list(kernel_transforms),
+        selection_method=method,
+        verbosity=0,
+        **config,
+    )
+    return idx
+
+
 class BmdalLCMD(Strategy):
     """bmdal-reg's LCMD-TP on the linear kernel of the embedding."""
 
@@ -42,19 +61,8 @@ class BmdalLCMD(Strategy):
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
         pool = prediction.embedding.float()
         labeled = labeled_embedding("bmdal_lcmd", prediction, context).float()
-        data = {"train": TensorFeatureData(labeled), "pool": TensorFeatureData(pool)}
         torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=context.generator)))
-        idx, _ = select_batch(
-            batch_size=k,
-            models=[torch.nn.Identity()],
-            data=data,
-            y_train=None,
-            base_kernel="linear",
-            kernel_transforms=[],
-            selection_method="lcmd",
-            sel_with_train=True,
-            verbosity=0,
-        )
+        idx = bmdal_linear_select(labeled, pool, k, "lcmd", sel_with_train=True)
         return idx.cpu().long()
 
 
