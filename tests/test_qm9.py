@@ -31,7 +31,7 @@ SLOT_TO_Z = torch.tensor(list(ELEMENT_SLOTS))
 @pytest.fixture(scope="session")
 def qm9_picked(tmp_path_factory: pytest.TempPathFactory) -> QM9Dataset:
     ids = [DICYANOACETYLENE, METHANE, DIACETYLENE]
-    return QM9Dataset(str(tmp_path_factory.mktemp("qm9_picked")), mol_ids=ids, log=False)
+    return QM9Dataset(str(tmp_path_factory.mktemp("qm9_picked")), only_indices=ids, log=False)
 
 
 def _item(dataset: QM9Dataset, mol_id: int):
@@ -207,10 +207,10 @@ def test_cache_is_loaded_not_rebuilt(tmp_path, monkeypatch):
 def test_constructor_errors(tmp_path):
     with pytest.raises(ValueError, match="subset"):
         QM9Dataset(str(tmp_path), subset=0, log=False)
-    with pytest.raises(ValueError, match="either subset or mol_ids"):
-        QM9Dataset(str(tmp_path), subset=5, mol_ids=[1], log=False)
+    with pytest.raises(ValueError, match="either subset or only_indices"):
+        QM9Dataset(str(tmp_path), subset=5, only_indices=[1], log=False)
     with pytest.raises(ValueError, match=r"no QM9 molecule with index \[2000000\]"):
-        QM9Dataset(str(tmp_path), mol_ids=[1, 2_000_000], log=False)
+        QM9Dataset(str(tmp_path), only_indices=[1, 2_000_000], log=False)
 
 
 def test_batch_featurizer_counts():

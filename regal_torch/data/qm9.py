@@ -106,8 +106,9 @@ class QM9Dataset(InMemoryDataset):
         transform: Applied to each item at access.
         pre_transform: Applied to each item before caching.
         log: Print a line when a build starts and ends.
-        mol_ids: Hook for tests and small studies: exactly these QM9 indices (sorted),
-            instead of ``subset``; cached as ``qm9_ids<count>_<hash>.pt``.
+        only_indices: A subset filter, for tests and small studies: exactly the molecules
+            of these QM9 indices (sorted), instead of ``subset``; cached as
+            ``qm9_ids<count>_<hash>.pt``. (An item's ``mol_id`` is provenance: its QM9 index.)
         force_reload: Rebuild even if the cache exists.
 
     Attributes:
@@ -126,18 +127,18 @@ class QM9Dataset(InMemoryDataset):
         transform: Callable[[Data], Data] | None = None,
         pre_transform: Callable[[Data], Data] | None = None,
         log: bool = True,
-        mol_ids: Sequence[int] | None = None,
+        only_indices: Sequence[int] | None = None,
         force_reload: bool = False,
     ) -> None:
-        if subset is not None and mol_ids is not None:
-            raise ValueError("QM9Dataset: give either subset or mol_ids, not both")
+        if subset is not None and only_indices is not None:
+            raise ValueError("QM9Dataset: give either subset or only_indices, not both")
         if subset is not None and not 1 <= subset <= QM9_SIZE:
             raise ValueError(f"QM9Dataset: subset must be in [1, {QM9_SIZE}], got {subset}")
         self.subset = subset
         self.subset_seed = int(subset_seed)
-        self.mol_ids = None if mol_ids is None else sorted({int(i) for i in mol_ids})
-        if self.mol_ids is not None and not self.mol_ids:
-            raise ValueError("QM9Dataset: mol_ids is empty")
+        self.only_indices = None if only_indices is None else sorted({int(i) for i in only_indices})
+        if self.only_indices is not None and not self.only_indices:
+            raise ValueError("QM9Dataset: only_indices is empty")
         self.target_names: tuple[str, ...] = QM9_TARGETS
         self.target_units: dict[str, str] = QM9_UNITS
         self.build_info: dict | None = None
@@ -150,9 +151,9 @@ class QM9Dataset(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> str:
-        if self.mol_ids is not None:
-            digest = hashlib.sha1(",".join(map(str, self.mol_ids)).encode()).hexdigest()[:10]
-            return f"qm9_ids{len(self.mol_ids)}_{digest}.pt"
+        if self.only_indices is not None:
+            digest = hashlib.sha1(",".join(map(str, self.only_indices)).encode()).hexdigest()[:10]
+            return f"qm9_ids{len(self.only_indices)}_{digest}.pt"
         if self.subset is None:
             return "qm9_full.pt"
         return f"qm9_sub{self.subset}_seed{self.subset_seed}.pt"
@@ -162,8 +163,8 @@ class QM9Dataset(InMemoryDataset):
 
     def _rows(self, index: np.ndarray) -> np.ndarray | None:
         """Table rows of the selected molecules (``None``: all), given the QM9 indices."""
-        if self.mol_ids is not None:
-            ids = np.asarray(self.mol_ids, dtype=np.int64)
+        if self.only_indices is not None:
+            ids = np.asarray(self.only_indices, dtype=np.int64)
             rows = np.clip(np.searchsorted(index, ids), 0, len(index) - 1)
             missing = ids[index[rows] != ids]
             if len(missing):
