@@ -1,7 +1,7 @@
 """Quality of predicted uncertainty, and its recalibration by one variance scale factor.
 
-Raw model variances are usually far too small (../shared/NOTES.md: a chemprop ensemble needed
-its std scaled by 7), so each round the loop fits one factor ``s`` on the validation molecules
+Raw model variances are usually far too small (a chemprop ensemble on QM9 needed its std
+scaled by about 7), so each round the loop fits one factor ``s`` on the validation molecules
 (:func:`fit_variance_scale`) and reports the test metrics of both ``var`` and ``s * var``,
 next to the NLL of a constant std equal to the validation RMSE: uncertainty whose
 recalibrated NLL does not beat that constant carries no information about which molecules are
