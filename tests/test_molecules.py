@@ -16,6 +16,12 @@ GOOD = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """Molecule caches go to the test's folder, not the user's ~/.cache."""
+    monkeypatch.setenv("REGAL_TORCH_DATA", str(tmp_path / "cache"))
+
+
 def _csv(tmp_path, text, name="mols.csv"):
     path = tmp_path / name
     path.write_text(text)
@@ -25,7 +31,7 @@ def _csv(tmp_path, text, name="mols.csv"):
 def test_csv_featurises_every_row_with_labels_and_ids(tmp_path):
     ds = MoleculeDataset(str(_csv(tmp_path, GOOD)), id_column="name")
     assert len(ds) == 4 and ds.num_node_features == ATOM_FEATURE_DIM
-    assert ds.ids == ["ethanol", "halo", "thiophene", "acid"]
+    assert list(ds.ids) == ["ethanol", "halo", "thiophene", "acid"]
     assert ds.target_names == ["target"]
     y = ds.y.view(-1)
     assert y[[0, 1, 3]].tolist() == [1.5, 2.0, -3.0] and torch.isnan(y[2])
@@ -79,7 +85,7 @@ def test_bad_csv_gives_one_clear_line(tmp_path, text, kwargs, message):
 def test_missing_file_and_wrong_suffix(tmp_path):
     with pytest.raises(RegalError, match="no such file"):
         MoleculeDataset(str(tmp_path / "absent.csv"))
-    with pytest.raises(RegalError, match="expected a .csv or .sdf"):
+    with pytest.raises(RegalError, match=r"expected a .csv, .smi or .sdf file \(each may end"):
         MoleculeDataset(str(_csv(tmp_path, GOOD, "mols.txt")))
 
 
@@ -94,7 +100,7 @@ def test_sdf_reads_structures_property_labels_and_titles(tmp_path):
         writer.write(mol)
     writer.close()
     ds = MoleculeDataset(str(path), target_column="gap")
-    assert ds.ids == ["a", "b"] and ds.y.view(-1)[0].item() == 1.25
+    assert list(ds.ids) == ["a", "b"] and ds.y.view(-1)[0].item() == 1.25
     assert torch.isnan(ds.y.view(-1)[1]) and ds[1].x.shape[0] == 7
     with pytest.raises(
         RegalError, match=r"no property 'gpa' \(data.target_column\); did you mean 'gap'"
@@ -122,7 +128,7 @@ def test_line_numbers_count_blank_lines(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         ds = MoleculeDataset(str(path))
     assert "unreadable molecules at line 6" in caplog.text
-    assert ds.where == ["line 3", "line 7"] and ds.mol_id.view(-1).tolist() == [0, 2]
+    assert list(ds.where) == ["line 3", "line 7"] and ds.mol_id.view(-1).tolist() == [0, 2]
     with pytest.raises(RegalError, match=r"line 6: cannot read molecule 'C1CC'"):
         MoleculeDataset(str(path), on_invalid="error")
 

@@ -36,7 +36,8 @@ and numpy turns the codes of a whole batch into one-hot rows (:func:`atom_codes_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,13 +51,19 @@ __all__ = [
     "ATOM_ELEMENTS",
     "ATOM_FEATURE_DIM",
     "BOND_FEATURE_DIM",
+    "FEATURIZER_VERSION",
     "atom_codes_to_x",
     "bond_codes_to_edges",
+    "featurize_mols",
     "featurize_smiles_batch",
     "mol_graph",
     "parse_smiles",
     "smiles_to_data",
 ]
+
+FEATURIZER_VERSION: int = 1
+"""Raise it with any change to the features above: on-disk molecule caches are keyed by it
+(:mod:`regal_torch.data.molecule_cache`) and rebuilt when it changes."""
 
 ATOM_ELEMENTS: tuple[str, ...] = ("H", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl", "Br", "I")
 
@@ -234,44 +241,82 @@ def smiles_to_data(smiles: str) -> Data:
     )
 
 
-def featurize_smiles_batch(smiles: Sequence[str]) -> dict[str, np.ndarray]:
-    """Featurises many SMILES into compact column codes (cheap to send between processes).
+def featurize_mols(
+    mols: Iterable[Chem.Mol | None], n: int, canonical: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Featurises many RDKit molecules into compact column codes, skipping unreadable ones.
 
     Args:
-        smiles: The molecules.
+        mols: ``n`` molecules; ``None`` (or a molecule without atoms) is unreadable.
+        n: How many ``mols`` yields.
+        canonical: ``[n]`` bools: the molecules whose canonical SMILES to hash (e.g. those
+            with a label, to find repeats); ``None``: none.
 
     Returns:
         A dict of numpy arrays: ``atom_codes`` ``[V, 7]`` int8 (see :func:`atom_codes_to_x`),
         ``bond_codes`` ``[B, 3]`` int8, ``ends`` ``[B, 2]`` int32 (atom indices local to each
         molecule), ``atomic_num`` ``[V]`` int16, ``num_hs`` ``[V]`` int16 (total hydrogens),
-        ``num_atoms`` ``[n]`` and ``num_bonds`` ``[n]`` int64; ``V`` and ``B`` summed over
-        the batch, molecules in input order.
-
-    Raises:
-        ValueError: ``cannot parse SMILES '...'`` naming the first invalid one.
+        ``num_atoms`` ``[m]`` and ``num_bonds`` ``[m]`` int64, ``canonical`` ``[m]`` int64
+        (a 64-bit hash of the canonical SMILES where asked, else 0), for the ``m`` readable
+        molecules in input order (``V`` and ``B`` summed over them); ``invalid`` ``[n - m]``
+        int64, the input positions of the unreadable ones.
     """
     atom_codes: list[int] = []
     bond_codes: list[int] = []
     ends: list[int] = []
     atomic_nums: list[int] = []
     num_hs: list[int] = []
-    num_atoms = np.empty(len(smiles), dtype=np.int64)
-    num_bonds = np.empty(len(smiles), dtype=np.int64)
-    _block = rdBase.BlockLogs()  # noqa: F841
-    from_smiles = Chem.MolFromSmiles
-    for i, s in enumerate(smiles):
-        mol = from_smiles(s)
+    num_atoms = np.empty(n, dtype=np.int64)
+    num_bonds = np.empty(n, dtype=np.int64)
+    hashes = np.zeros(n, dtype=np.int64)
+    invalid: list[int] = []
+    m = 0
+    for i, mol in enumerate(mols):
         if mol is None or mol.GetNumAtoms() == 0:
-            raise ValueError(f"cannot parse SMILES {s!r}")
+            invalid.append(i)
+            continue
         _append_codes(mol, atom_codes, bond_codes, ends, atomic_nums, num_hs)
-        num_atoms[i] = mol.GetNumAtoms()
-        num_bonds[i] = mol.GetNumBonds()
+        num_atoms[m] = mol.GetNumAtoms()
+        num_bonds[m] = mol.GetNumBonds()
+        if canonical is not None and canonical[i]:
+            digest = hashlib.blake2b(Chem.MolToSmiles(mol).encode(), digest_size=8).digest()
+            hashes[m] = int.from_bytes(digest, "little", signed=True)
+        m += 1
     return {
         "atom_codes": np.asarray(atom_codes, dtype=np.int8).reshape(-1, ATOM_CODES_PER_ATOM),
         "bond_codes": np.asarray(bond_codes, dtype=np.int8).reshape(-1, BOND_CODES_PER_BOND),
         "ends": np.asarray(ends, dtype=np.int32).reshape(-1, 2),
         "atomic_num": np.asarray(atomic_nums, dtype=np.int16),
         "num_hs": np.asarray(num_hs, dtype=np.int16),
-        "num_atoms": num_atoms,
-        "num_bonds": num_bonds,
+        "num_atoms": num_atoms[:m],
+        "num_bonds": num_bonds[:m],
+        "canonical": hashes[:m],
+        "invalid": np.asarray(invalid, dtype=np.int64),
     }
+
+
+def featurize_smiles_batch(
+    smiles: Sequence[str], skip_invalid: bool = False, canonical: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Featurises many SMILES into compact column codes (cheap to send between processes).
+
+    Args:
+        smiles: The molecules.
+        skip_invalid: Skip SMILES that RDKit cannot parse (listed in ``invalid``) instead of
+            raising.
+        canonical: See :func:`featurize_mols`.
+
+    Returns:
+        The arrays of :func:`featurize_mols`.
+
+    Raises:
+        ValueError: ``cannot parse SMILES '...'`` naming the first invalid one, unless
+            ``skip_invalid``.
+    """
+    _block = rdBase.BlockLogs()  # noqa: F841
+    from_smiles = Chem.MolFromSmiles
+    mols = (from_smiles(s) if isinstance(s, str) else None for s in smiles)
+    out = featurize_mols(mols, len(smiles), canonical)
+    if len(out["invalid"]) and not skip_invalid:
+        raise ValueError(f"cannot parse SMILES {smiles[int(out['invalid'][0])]!r}")
+    return out
