@@ -1,0 +1,194 @@
+"""A million-molecule pool (issue 13), measured on the MOSES library of drug-like molecules.
+
+The MOSES set ships inside the ``molsets`` wheel (``moses/dataset/data/train.csv.gz``,
+1,584,663 SMILES from ZINC); it is read from the wheel as a zip file, never imported, and is
+no dependency of regal_torch. Each measurement is a subcommand:
+
+    pip download --no-deps molsets==0.3.1 -d /tmp/molsets
+    python scripts/bench_scale.py data                  # labelled files, once (Crippen logP)
+    python scripts/bench_scale.py cache                 # section scale-cache of BENCHMARKS.md
+
+``data`` writes ``moses_logp_N.csv.gz`` (columns ``smiles,logp``; the first N molecules of
+the training set, labelled with RDKit's Crippen logP so that benchmark mode runs end to end)
+for every size. ``cache`` featurises each file into a fresh cache (``data=molecules``'
+``MoleculeDataset``) in one fresh process, then loads the cache in another and reads
+random items; it records times, the cache's size, every process's peak RSS and the machine's
+load (``os.getloadavg``), since other work on the machine slows the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from multiprocessing import Pool
+from pathlib import Path
+
+from benchmarks_file import write_section
+
+SIZES = (100_000, 300_000, 1_000_000)
+MOSES_MEMBER = "moses/dataset/data/train.csv.gz"
+WORK = Path(tempfile.gettempdir()) / "regal_torch_bench_scale"
+
+
+def moses_smiles(wheel: Path) -> Iterator[str]:
+    """The SMILES of the MOSES training set, streamed from the molsets wheel."""
+    with zipfile.ZipFile(wheel) as z, z.open(MOSES_MEMBER) as raw:
+        lines = io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8")
+        header = next(lines).strip()
+        assert header == "SMILES", header
+        for line in lines:
+            yield line.strip()
+
+
+def _logp(smiles: list[str]) -> list[str]:
+    from rdkit import Chem, rdBase
+    from rdkit.Chem import Crippen
+
+    _block = rdBase.BlockLogs()  # noqa: F841
+    out = []
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s)
+        out.append("" if mol is None else f"{Crippen.MolLogP(mol):.4f}")
+    return out
+
+
+def labelled_path(n: int) -> Path:
+    return WORK / f"moses_logp_{n}.csv.gz"
+
+
+def make_data(wheel: Path, sizes: tuple[int, ...]) -> None:
+    """Writes ``moses_logp_N.csv.gz`` for every size (the first N molecules, with logP)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    n_max = max(sizes)
+    smiles = []
+    for s in moses_smiles(wheel):
+        smiles.append(s)
+        if len(smiles) == n_max:
+            break
+    start = time.perf_counter()
+    step = 10_000
+    with Pool(os.cpu_count()) as pool:
+        parts = pool.map(_logp, [smiles[i : i + step] for i in range(0, n_max, step)])
+    labels = [v for part in parts for v in part]
+    print(f"logP of {n_max} molecules: {time.perf_counter() - start:.0f} s", flush=True)
+    for n in sizes:
+        with gzip.open(labelled_path(n), "wt", encoding="utf-8", compresslevel=6) as f:
+            f.write("smiles,logp\n")
+            f.writelines(f"{s},{v}\n" for s, v in zip(smiles[:n], labels[:n], strict=True))
+        print(f"wrote {labelled_path(n)}", flush=True)
+
+
+_CHILD = """
+import json, random, resource, sys, time
+from regal_torch.data.molecules import MoleculeDataset
+path, cache, items = sys.argv[1], sys.argv[2], int(sys.argv[3])
+start = time.perf_counter()
+ds = MoleculeDataset(path, target_column="logp", cache_dir=cache)
+seconds = time.perf_counter() - start
+picks = random.Random(0).sample(range(len(ds)), min(items, len(ds)))
+start = time.perf_counter()
+atoms = sum(ds[i].x.shape[0] for i in picks)
+item_us = 1e6 * (time.perf_counter() - start) / max(len(picks), 1)
+print(json.dumps({
+    "molecules": len(ds), "seconds": seconds, "item_us": item_us,
+    "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    "worker_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+}))
+"""
+
+
+def _child(path: Path, cache: Path, items: int) -> dict:
+    load = os.getloadavg()[0]
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), str(cache), str(items)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": load}
+
+
+def measure_cache(n: int) -> dict:
+    """Build (fresh cache) and load of ``moses_logp_N.csv.gz``, each in a fresh process."""
+    path = labelled_path(n)
+    cache = WORK / f"cache_{n}"
+    shutil.rmtree(cache, ignore_errors=True)
+    build = _child(path, cache, 0)
+    size_gb = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**30
+    load = _child(path, cache, 20_000)
+    shutil.rmtree(cache, ignore_errors=True)
+    row = {"n": n, "build": build, "load": load, "cache_gb": size_gb, "load_after": os.getloadavg()}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def cache_section(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        b, ld = r["build"], r["load"]
+        lines.append(
+            f"| {r['n']:,} | {b['seconds']:.0f} s ({b['molecules'] / b['seconds']:,.0f}/s) "
+            f"| {r['cache_gb'] * 1024:,.0f} MB | {b['rss_gb']:.2f} / {b['worker_rss_gb']:.2f} GB "
+            f"| {ld['seconds']:.2f} s | {ld['item_us']:.0f} us | {ld['rss_gb']:.2f} GB "
+            f"| {b['load']:.1f} / {ld['load']:.1f} |"
+        )
+    table = "\n".join(lines)
+    return f"""
+## A million-molecule pool: the featurisation cache (issue 13)
+
+The first N molecules of the MOSES training set (drug-like, from ZINC; 21 heavy atoms on
+average), labelled with Crippen logP, as `data.path=moses_logp_N.csv.gz`
+(`data.target_column=logp`). Build: `MoleculeDataset` on a fresh cache folder, in a fresh
+process, streaming the gzip file and featurising with `data.num_workers` = all cores. Load:
+the same constructor in another fresh process (hash the file, map the cache), then 20,000
+random items read (`dataset[i]`). RSS: peak resident memory of the main process / of the
+largest featurising worker (a forked worker's RSS counts the pages it shares with the main
+process). Load avg: the machine's 1-minute load average at the start of the build / of the
+load; other jobs ran on the machine, so the times are those of a shared machine.
+Goal (issue 13, 2 cores): 1,000,000 molecules into the
+cache in at most 3 minutes, peak RSS at most 4 GB.
+
+Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}.
+
+| molecules | build (rate) | cache | build RSS main / worker | load | item | load RSS | load avg |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{table}
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="write the labelled MOSES files")
+    data.add_argument("--wheel", type=Path, default=None, help="the molsets 0.3.1 wheel")
+    cache = sub.add_parser("cache", help="cache build and load at every size")
+    for p in (data, cache):
+        p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    args = parser.parse_args()
+    if args.command == "data":
+        wheel = args.wheel or next(Path(tempfile.gettempdir(), "molsets").glob("*.whl"), None)
+        if wheel is None or not wheel.is_file():
+            sys.exit("no molsets wheel: pip download --no-deps molsets==0.3.1 -d /tmp/molsets")
+        make_data(wheel, tuple(args.sizes))
+    else:
+        rows = [measure_cache(n) for n in args.sizes]
+        write_section(
+            "scale-cache",
+            cache_section(rows),
+            reproduce="python scripts/bench_scale.py data && python scripts/bench_scale.py cache",
+        )
+
+
+if __name__ == "__main__":
+    main()
