@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
@@ -10,6 +12,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from regal_torch.errors import RegalError
+from regal_torch.models.feature_scaling import FeatureScaler
 
 
 class ActiveDataModule(pl.LightningDataModule):
@@ -21,12 +24,14 @@ class ActiveDataModule(pl.LightningDataModule):
     from the pool to the labeled set. Val and test targets are known (they are read from
     the dataset); pool targets are not, until labeled.
 
-    The target's standardisation (:meth:`target_scaling`) is fitted on the labeled set only.
-    Batches carry ``y`` in original units; models standardise internally.
+    The target's standardisation (:meth:`target_scaling`), and on a table the features'
+    (:meth:`model_inputs`), are fitted on the labeled set only. Batches carry ``y`` in
+    original units and a table's features unscaled; models standardise internally.
 
     Args:
         dataset: Molecule graphs with ``y`` of shape ``[N, n_targets]`` and
-            ``target_names`` (e.g. :class:`regal_torch.data.qm9.QM9Dataset`).
+            ``target_names`` (e.g. :class:`regal_torch.data.qm9.QM9Dataset`), or the rows of a
+            table (:class:`regal_torch.data.table.TableDataset`, ``num_edge_features`` None).
         target: Name of the target column (e.g. ``"gap"``).
         val_size: Validation molecules: a fraction of the dataset if below 1, else a count.
         test_size: Test molecules: a fraction of the dataset if below 1, else a count.
@@ -112,6 +117,20 @@ class ActiveDataModule(pl.LightningDataModule):
         std = y.std(correction=0).item() if y.numel() > 1 else 0.0
         return y.mean().item(), std if std > 0 else 1.0
 
+    def model_inputs(self) -> dict[str, Any]:
+        """What a model built for this data is given about its inputs: ``node_dim`` and
+        ``edge_dim`` (the dataset's ``num_node_features`` and ``num_edge_features``; None for
+        a table) and, on a table, ``feature_scaling``: a :class:`FeatureScaler` fitted on the
+        labeled rows' features. Every regressor takes them (and ``target_scaling``):
+        ``factory(**dm.model_inputs(), target_scaling=TargetScaler(*dm.target_scaling()))``."""
+        inputs: dict[str, Any] = {
+            "node_dim": self.dataset.num_node_features,
+            "edge_dim": self.dataset.num_edge_features,
+        }
+        if inputs["edge_dim"] is None:
+            inputs["feature_scaling"] = FeatureScaler.fit(self.dataset.x[self.labeled])
+        return inputs
+
     @property
     def mol_ids(self) -> Tensor:
         """Provenance id of every dataset position, ``[N]``."""
@@ -147,7 +166,8 @@ class ActiveDataModule(pl.LightningDataModule):
 
 
 class _Molecules(Dataset):
-    """The graphs at ``positions`` of a dataset, with ``y`` set to ``targets`` (or absent)."""
+    """The graphs (or table rows) at ``positions`` of a dataset, with ``y`` set to
+    ``targets`` (or absent)."""
 
     def __init__(self, dataset: Dataset, positions: Tensor, targets: Tensor | None) -> None:
         self.dataset, self.positions, self.targets = dataset, positions, targets

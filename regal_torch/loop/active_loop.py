@@ -213,17 +213,16 @@ class ActiveLoop:
 
     def _model(self, r: int) -> pl.LightningModule:
         """Round ``r``'s model: fresh (seeded), or the previous round's weights with
-        ``loop.warm_start``; trained on the labeled set's target scaling either way."""
+        ``loop.warm_start``; built for the data's inputs (``dm.model_inputs()``: sizes and, on
+        a table, the labeled rows' feature scaling) and trained on the labeled set's target
+        scaling, either way."""
         pl.seed_everything(round_seed(self.cfg.seed, r, TRAIN), verbose=False)
         scaling = TargetScaler(*self.dm.target_scaling())
-        model = instantiate(self.cfg.model)(
-            node_dim=self.dataset.num_node_features,
-            edge_dim=self.dataset.num_edge_features,
-            target_scaling=scaling,
-        )
+        inputs = self.dm.model_inputs()
+        model = instantiate(self.cfg.model)(**inputs, target_scaling=scaling)
         if self.cfg.loop.warm_start and self.weights is not None:
             model.load_state_dict(self.weights)
-            model.set_target_scaling(scaling.mean.item(), scaling.std.item())
+            model.set_scaling(scaling, inputs.get("feature_scaling"))
         return model
 
     def _round(self, r: int, acquire: bool) -> dict[str, Any]:

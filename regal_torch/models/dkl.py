@@ -9,8 +9,9 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from regal_torch.models.exact_gp import ExactGPModel
+from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.posterior_regressor import PosteriorRegressor
-from regal_torch.models.readout import gine_readout
+from regal_torch.models.readout import encoder_readout, pooled
 from regal_torch.models.target_scaling import TargetScaler
 
 
@@ -23,7 +24,9 @@ class DeepKernelGP(PosteriorRegressor):
         \varepsilon \sim N(0, \sigma^2)
 
     with :math:`k_\theta` an RBF or Matérn-5/2 kernel with one lengthscale per feature
-    (ARD); ``tanh`` bounds the features so the lengthscales stay meaningful.
+    (ARD); ``tanh`` bounds the features so the lengthscales stay meaningful. On a table
+    (``edge_dim=None``) the encoder is an MLP on the standardised rows in place of GINE and
+    pooling (:func:`regal_torch.models.readout.encoder_readout`).
 
     Training is end to end (encoder and GP hyperparameters together; no separate pretraining
     stage, so one ``Trainer.fit`` is the whole fit): each training batch is treated as a
@@ -41,12 +44,9 @@ class DeepKernelGP(PosteriorRegressor):
     would see other batches than in earlier versions of this model).
 
     Args:
-        node_dim: Number of atom features.
-        edge_dim: Number of bond features.
-        hidden_dim: Width of the encoder (default 128).
-        num_layers: Message passing layers (default 3).
-        dropout: Encoder dropout, in training only (default 0.0).
-        pooling: Readout, ``"mean"``, ``"sum"`` or ``"max"`` (default ``"mean"``).
+        node_dim, edge_dim, hidden_dim, num_layers, dropout, pooling: The encoder, as for
+            :class:`regal_torch.models.gnn_regressor.GNNRegressor` (dropout in training
+            only, default 0.0).
         feature_dim: Dimension d of the GP inputs (default 16).
         kernel: ``"rbf"`` or ``"matern"`` (Matérn 5/2; default ``"rbf"``).
         lr: AdamW learning rate of the encoder (default 1e-3), cosine-annealed.
@@ -56,6 +56,8 @@ class DeepKernelGP(PosteriorRegressor):
         inducing_points: Inducing inputs of the variational posterior above ``exact_max``
             (default 1000).
         target_scaling: The target's scaling; None (default): the datamodule's at fit start.
+        feature_scaling: A table's input standardisation (see
+            :class:`regal_torch.models.regressor.Regressor`).
 
     Shapes:
         batch: a PyG ``Batch`` of B graphs; ``features`` -> ``[B, feature_dim]``;
@@ -68,7 +70,7 @@ class DeepKernelGP(PosteriorRegressor):
     def __init__(
         self,
         node_dim: int,
-        edge_dim: int,
+        edge_dim: int | None,
         hidden_dim: int = 128,
         num_layers: int = 3,
         dropout: float = 0.0,
@@ -81,12 +83,13 @@ class DeepKernelGP(PosteriorRegressor):
         exact_max: int | None = 3000,
         inducing_points: int = 1000,
         target_scaling: TargetScaler | None = None,
+        feature_scaling: FeatureScaler | None = None,
     ) -> None:
-        super().__init__(exact_max, inducing_points, target_scaling)
+        super().__init__(exact_max, inducing_points, target_scaling, feature_scaling)
         if kernel not in ("rbf", "matern"):
             raise ValueError(f"model.kernel must be rbf or matern; got {kernel!r}")
-        self.save_hyperparameters(ignore=["target_scaling"])
-        self.encoder, self.pool, self.project = gine_readout(self.hparams, feature_dim)
+        self.save_hyperparameters(ignore=["target_scaling", "feature_scaling"])
+        self.encoder, self.pool, self.project = encoder_readout(self.hparams, feature_dim)
         base = (
             gpytorch.kernels.RBFKernel(ard_num_dims=feature_dim)
             if kernel == "rbf"
@@ -97,8 +100,8 @@ class DeepKernelGP(PosteriorRegressor):
         )
 
     def features(self, batch: Batch) -> Tensor:
-        h = self.encoder(batch.x, batch.edge_index, batch.edge_attr)
-        return torch.tanh(self.project(self.pool(h, batch.batch, dim_size=batch.num_graphs)))
+        h = pooled(self, batch.x, batch.edge_index, batch.edge_attr, batch.batch, batch.num_graphs)
+        return torch.tanh(self.project(h))
 
     def loss(self, batch: Batch, target: Tensor) -> Tensor:
         """Negative exact marginal log likelihood of the batch as a GP data set, per molecule."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch
@@ -9,7 +11,6 @@ from torch_geometric.data import Batch
 from regal_torch.models.gnn_regressor import GNNRegressor
 from regal_torch.models.prediction import Prediction
 from regal_torch.models.regressor import sample_statistics
-from regal_torch.models.target_scaling import TargetScaler
 
 
 class EnsembleRegressor(GNNRegressor):
@@ -29,17 +30,16 @@ class EnsembleRegressor(GNNRegressor):
     gradients are independent per member. Trains on standardised targets (see
     :class:`regal_torch.models.regressor.Regressor`).
 
+    On a table (``edge_dim=None``) every member's encoder is an MLP on the standardised rows
+    (:class:`GNNRegressor`).
+
     Args:
-        node_dim: Number of atom features.
-        edge_dim: Number of bond features.
+        node_dim: Number of atom features (a table: of feature columns).
+        edge_dim: Number of bond features; None for a table.
         members: Ensemble size M (default 5, at least 2).
-        hidden_dim: Width of encoder and head (default 128).
-        num_layers: Message passing layers (default 3).
-        dropout: Dropout probability in training only (default 0.0).
-        pooling: Readout, ``"mean"``, ``"sum"`` or ``"max"`` (default ``"mean"``).
-        lr: AdamW learning rate (default 1e-3), cosine-annealed over ``trainer.max_epochs``.
-        weight_decay: AdamW weight decay (default 0).
-        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
+        network: :class:`GNNRegressor`'s further arguments, positional (``hidden_dim``, ...).
+        options: :class:`GNNRegressor`'s arguments by name (``dropout``, in training only,
+            default 0.0).
 
     Shapes:
         batch: a PyG ``Batch`` of B graphs; ``members_forward`` -> ``[M, B]``;
@@ -50,23 +50,11 @@ class EnsembleRegressor(GNNRegressor):
     """
 
     def __init__(
-        self,
-        node_dim: int,
-        edge_dim: int,
-        members: int = 5,
-        hidden_dim: int = 128,
-        num_layers: int = 3,
-        dropout: float = 0.0,
-        pooling: str = "mean",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        target_scaling: TargetScaler | None = None,
+        self, node_dim: int, edge_dim: int | None, members: int = 5, *network: Any, **options: Any
     ) -> None:
         if members < 2:
             raise ValueError(f"model.members must be at least 2 for a variance; got {members}")
-        super().__init__(target_scaling)
-        self.save_hyperparameters(ignore=["target_scaling"])
-        self.build_network(members)
+        super().__init__(node_dim, edge_dim, *network, members=members, **options)
 
     def embedding(self, batch: Batch) -> Tensor:
         """The members' embeddings side by side, ``[B, M * hidden_dim]``."""

@@ -1,21 +1,26 @@
-"""The network of the MC-dropout and ensemble regressors: GINE -> pooling -> MLP head."""
+"""The network of the MC-dropout and ensemble regressors: GINE -> pooling -> MLP head (on a
+table: MLP -> MLP head)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch
 
+from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.gradient_features import (
     GradientLayer,
     cached_sketch,
     gradient_features,
 )
+from regal_torch.models.grouped_gine import linear
 from regal_torch.models.prediction import PredictionRequest
-from regal_torch.models.readout import gine_readout, linear
+from regal_torch.models.readout import encoder_readout, pooled
 from regal_torch.models.regressor import Regressor
+from regal_torch.models.target_scaling import TargetScaler
 
 
 class GNNRegressor(Regressor):
@@ -29,12 +34,27 @@ class GNNRegressor(Regressor):
     With ``members=M`` the encoder and both head layers are M independent networks run
     together (:class:`regal_torch.models.grouped_gine.GroupedGINEEncoder`), each trained on
     the same batches; the loss is the mean of their MSEs. Modules: ``encoder``, ``pool``,
-    ``head_hidden`` (:math:`W_1`), ``head_out`` (:math:`w_2`).
+    ``head_hidden`` (:math:`W_1`), ``head_out`` (:math:`w_2`). On a table (``edge_dim=None``)
+    the encoder is an MLP on the standardised rows and ``pool`` is None
+    (:func:`regal_torch.models.readout.encoder_readout`).
 
-    A subclass saves its hyperparameters (``node_dim``, ``edge_dim``, ``hidden_dim``,
-    ``num_layers``, ``dropout``, ``pooling``, ``lr``, ``weight_decay``), calls
-    :meth:`build_network` and defines ``predict_step``; :attr:`prediction_request` says
-    what the caller will use (:func:`regal_torch.models.prediction.predict` sets it).
+    A subclass defines ``predict_step``; :attr:`prediction_request` says what the caller
+    will use (:func:`regal_torch.models.prediction.predict` sets it). Every argument is saved
+    in ``hparams`` (the scalings as modules instead).
+
+    Args:
+        node_dim: Number of atom features (a table: of feature columns).
+        edge_dim: Number of bond features; None for a table (MLP encoder).
+        hidden_dim: Width of encoder and head (default 128).
+        num_layers: Message passing (a table: MLP) layers (default 3).
+        dropout: Dropout probability in encoder and head (default 0.0).
+        pooling: Readout: ``"mean"``, ``"sum"`` or ``"max"`` (default ``"mean"``).
+        lr: AdamW learning rate (default 1e-3), annealed with a cosine schedule over
+            ``trainer.max_epochs``.
+        weight_decay: AdamW weight decay (default 0).
+        members: None for one network (default), M for M networks run together.
+        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
+        feature_scaling: A table's input standardisation (see :class:`Regressor`).
 
     Shapes:
         :meth:`_embed`: ``[B, hidden_dim]`` (``[M, B, hidden_dim]`` with members);
@@ -43,27 +63,33 @@ class GNNRegressor(Regressor):
 
     prediction_request = PredictionRequest()
 
-    def build_network(self, members: int | None = None) -> None:
-        """Create ``encoder``, ``pool``, ``head_hidden`` and ``head_out`` from ``hparams``
-        (:func:`regal_torch.models.readout.gine_readout`), in this order; ``members``: None
-        for one network, M for M networks run together."""
-        self.encoder, self.pool, self.head_hidden = gine_readout(
-            self.hparams, self.hparams.hidden_dim, members
-        )
-        self.head_out = linear(self.hparams.hidden_dim, 1, members)
-
-    def _embed(
+    def __init__(
         self,
-        x: Tensor,
-        edge_index: Tensor,
-        edge_attr: Tensor,
-        index: Tensor,
-        num_graphs: int,
-        **options,
-    ) -> Tensor:
-        """Input of the last linear layer (``options`` go to the encoder)."""
-        h = self.encoder(x, edge_index, edge_attr, **options)
-        return F.relu(self.head_hidden(self.pool(h, index, dim_size=num_graphs)))
+        node_dim: int,
+        edge_dim: int | None,
+        hidden_dim: int = 128,
+        num_layers: int = 3,
+        dropout: float = 0.0,
+        pooling: str = "mean",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        members: int | None = None,
+        target_scaling: TargetScaler | None = None,
+        feature_scaling: FeatureScaler | None = None,
+    ) -> None:
+        super().__init__(target_scaling, feature_scaling)
+        self.save_hyperparameters(ignore=["target_scaling", "feature_scaling"])
+        # encoder, pool, head_hidden, head_out: in this order (their seeded initial weights)
+        self.encoder, self.pool, self.head_hidden = encoder_readout(
+            self.hparams, hidden_dim, members
+        )
+        self.head_out = linear(hidden_dim, 1, members)
+
+    def _embed(self, *graphs: Any, **options: Any) -> Tensor:
+        """Input of the last linear layer of ``graphs``, the arguments of
+        :func:`regal_torch.models.readout.pooled` (``x``, ``edge_index``, ``edge_attr``,
+        ``index``, ``num_graphs``; ``options`` go to the encoder)."""
+        return F.relu(self.head_hidden(pooled(self, *graphs, **options)))
 
     def _embed_batch(self, batch: Batch) -> Tensor:
         return self._embed(

@@ -1,4 +1,5 @@
-"""Exact GP on fixed RDKit fingerprints with a Tanimoto kernel: the fast classic baseline."""
+"""Exact GP on fixed descriptors: RDKit fingerprints with a Tanimoto kernel on molecules, a
+table's standardised features with an RBF kernel (one length scale per feature) on tables."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch_geometric.data import Batch
 
 from regal_torch.errors import RegalError
 from regal_torch.models.exact_gp import ExactGPModel
+from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.posterior_regressor import PosteriorRegressor
 from regal_torch.models.tanimoto import TanimotoKernel, morgan_fingerprints
 from regal_torch.models.target_scaling import TargetScaler
@@ -33,37 +35,51 @@ class FingerprintGP(PosteriorRegressor):
     needs no feature scaling or lengthscales; fingerprints are exact and fast to compute
     (thousands of molecules per second).
 
+    On a table (``edge_dim=None``) the descriptors are the rows' ``node_dim`` features,
+    standardised (``feature_scaling``), and the kernel is RBF with one length scale per feature
+    (ARD, regAL's default), :math:`k(a, b) = \exp(-\frac12 \sum_j (a_j - b_j)^2 / \ell_j^2)`;
+    the length scales are fitted with the other hyperparameters.
+
     Args:
-        node_dim: Ignored (the model factory passes it to every model).
-        edge_dim: Ignored.
+        node_dim: Ignored on molecules; a table's number of features.
+        edge_dim: Ignored on molecules; None for a table.
         radius: Morgan radius (default 2, i.e. ECFP4).
         fp_size: Fingerprint bits (default 2048).
         fit_iters: Adam steps on the marginal likelihood per fit (default 100).
         lr: Adam learning rate of the hyperparameters (default 0.1).
         target_scaling: The target's scaling; None (default): the datamodule's at fit start.
+        feature_scaling: A table's input standardisation (see
+            :class:`regal_torch.models.regressor.Regressor`).
 
     Shapes:
-        batch: a PyG ``Batch`` of B graphs with ``smiles`` (B strings);
-        ``features`` -> ``[B, fp_size]``; ``forward`` -> ``[B]``.
+        batch: a PyG ``Batch`` of B graphs with ``smiles`` (B strings), or of B table rows
+        ``x`` ``[B, node_dim]``; ``features`` -> ``[B, fp_size]`` (``[B, node_dim]``);
+        ``forward`` -> ``[B]``.
     """
 
     def __init__(
         self,
         node_dim: int = 0,
-        edge_dim: int = 0,
+        edge_dim: int | None = 0,
         radius: int = 2,
         fp_size: int = 2048,
         fit_iters: int = 100,
         lr: float = 0.1,
         target_scaling: TargetScaler | None = None,
+        feature_scaling: FeatureScaler | None = None,
     ) -> None:
-        super().__init__(target_scaling=target_scaling)
-        self.save_hyperparameters(ignore=["target_scaling"])
+        super().__init__(target_scaling=target_scaling, feature_scaling=feature_scaling)
+        self.save_hyperparameters(ignore=["target_scaling", "feature_scaling"])
         self.automatic_optimization = False
-        kernel = gpytorch.kernels.ScaleKernel(TanimotoKernel())
+        self.table = edge_dim is None
+        base = gpytorch.kernels.RBFKernel(ard_num_dims=node_dim) if self.table else TanimotoKernel()
+        kernel = gpytorch.kernels.ScaleKernel(base)
         self.gp = ExactGPModel(kernel, gpytorch.likelihoods.GaussianLikelihood())
 
     def features(self, batch: Batch) -> Tensor:
+        if self.table:
+            scaler = self.feature_scaler
+            return batch.x if scaler is None else scaler(batch.x)
         smiles = getattr(batch, "smiles", None)
         if smiles is None:
             raise RegalError("model=gp needs the molecules' SMILES in each batch (batch.smiles)")

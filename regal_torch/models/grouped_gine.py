@@ -44,6 +44,18 @@ class GroupedLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+def linear(in_dim: int, out_dim: int, members: int | None = None) -> nn.Module:
+    """``nn.Linear``, or ``members`` independent ones as one :class:`GroupedLinear`.
+
+    Shapes:
+        ``[N, in_dim]`` -> ``[N, out_dim]``; grouped: ``[N, in_dim]`` or
+        ``[M, N, in_dim]`` -> ``[M, N, out_dim]``.
+    """
+    return (
+        nn.Linear(in_dim, out_dim) if members is None else GroupedLinear(members, in_dim, out_dim)
+    )
+
+
 class GroupedGINEEncoder(nn.Module):
     r"""M independent copies of :class:`regal_torch.models.gine.GINEEncoder`, run together.
 

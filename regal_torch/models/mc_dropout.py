@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch
@@ -9,7 +11,6 @@ from torch_geometric.data import Batch
 from regal_torch.models.gnn_regressor import GNNRegressor
 from regal_torch.models.prediction import Prediction
 from regal_torch.models.regressor import sample_statistics
-from regal_torch.models.target_scaling import TargetScaler
 
 
 class MCDropoutRegressor(GNNRegressor):
@@ -28,18 +29,15 @@ class MCDropoutRegressor(GNNRegressor):
     deterministic pass instead, and it adds gradient features (of the standardised output
     with respect to every linear layer, :meth:`gradient_layers`) when asked for them.
 
+    On a table (``edge_dim=None``) the GINE encoder and the pooling are an MLP on the
+    standardised rows (:class:`GNNRegressor`).
+
     Args:
-        node_dim: Number of atom features.
-        edge_dim: Number of bond features.
-        hidden_dim: Width of encoder and head (default 128).
-        num_layers: Message passing layers (default 3).
+        network: :class:`GNNRegressor`'s arguments, positional (``node_dim``, ``edge_dim``,
+            ``hidden_dim``, ...).
         dropout: Dropout probability in encoder and head (default 0.1).
-        pooling: Readout: ``"mean"``, ``"sum"`` or ``"max"`` (default ``"mean"``).
-        lr: AdamW learning rate (default 1e-3), annealed with a cosine schedule over
-            ``trainer.max_epochs``.
-        weight_decay: AdamW weight decay (default 0).
         mc_samples: Dropout samples per molecule at prediction (default 20).
-        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
+        options: :class:`GNNRegressor`'s arguments by name.
 
     Shapes:
         batch: a PyG ``Batch`` of B graphs (``x``, ``edge_index``, ``edge_attr``, ``batch``,
@@ -49,25 +47,13 @@ class MCDropoutRegressor(GNNRegressor):
     """
 
     def __init__(
-        self,
-        node_dim: int,
-        edge_dim: int,
-        hidden_dim: int = 128,
-        num_layers: int = 3,
-        dropout: float = 0.1,
-        pooling: str = "mean",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        mc_samples: int = 20,
-        target_scaling: TargetScaler | None = None,
+        self, *network: Any, dropout: float = 0.1, mc_samples: int = 20, **options: Any
     ) -> None:
         if mc_samples < 2:
             raise ValueError(
                 f"model.mc_samples must be at least 2 for a variance; got {mc_samples}"
             )
-        super().__init__(target_scaling)
-        self.save_hyperparameters(ignore=["target_scaling"])
-        self.build_network()
+        super().__init__(*network, dropout=dropout, **options)
 
     def embedding(self, batch: Batch) -> Tensor:
         """Input of the last linear layer, ``[B, hidden_dim]`` (dropout only in training)."""
@@ -101,8 +87,9 @@ class MCDropoutRegressor(GNNRegressor):
         return Prediction(**parts)
 
 
-def _replicate(batch: Batch, t: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``t`` stacked copies of a batch of B graphs: ``(x, edge_index, edge_attr, index)``.
+def _replicate(batch: Batch, t: int) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+    """``t`` stacked copies of a batch of B graphs: ``(x, edge_index, edge_attr, index)``
+    (a table's rows: edge_index and edge_attr None).
 
     Copy ``s`` of graph ``g`` is graph ``s * B + g``, so per-graph outputs reshape to
     ``[t, B]``.
@@ -111,6 +98,8 @@ def _replicate(batch: Batch, t: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         x: ``[t V, F]``; edge_index: ``[2, t E]``; edge_attr: ``[t E, F_e]``; index: ``[t V]``.
     """
     copies = torch.arange(t, device=batch.x.device)
+    if batch.edge_index is None:  # a table: rows only
+        return batch.x.repeat(t, 1), None, None, batch.batch.repeat(t)
     edge_shift = copies.repeat_interleave(batch.edge_index.shape[1]) * batch.num_nodes
     graph_shift = copies.repeat_interleave(batch.num_nodes) * batch.num_graphs
     return (

@@ -10,6 +10,7 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from regal_torch.models.exact_gp import ExactGPModel, ExactPosterior
+from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.gp_posterior import GPPosterior
 from regal_torch.models.prediction import Prediction
 from regal_torch.models.regressor import Regressor
@@ -34,7 +35,7 @@ class PosteriorRegressor(Regressor):
         exact_max: Largest training set conditioned on exactly (None: always exact); above
             it, the variational sparse posterior with ``inducing_points`` inducing inputs.
         inducing_points: Number of inducing inputs of the sparse posterior.
-        target_scaling: See :class:`regal_torch.models.regressor.Regressor`.
+        target_scaling, feature_scaling: See :class:`regal_torch.models.regressor.Regressor`.
 
     Shapes:
         ``features``: batch of B graphs -> ``[B, D]``; ``forward`` -> ``[B]``.
@@ -47,8 +48,9 @@ class PosteriorRegressor(Regressor):
         exact_max: int | None = None,
         inducing_points: int = 1000,
         target_scaling: TargetScaler | None = None,
+        feature_scaling: FeatureScaler | None = None,
     ) -> None:
-        super().__init__(target_scaling)
+        super().__init__(target_scaling, feature_scaling)
         if inducing_points < 1:
             raise ValueError(f"model.inducing_points must be >= 1; got {inducing_points}")
         self.exact_max, self.inducing_points = exact_max, inducing_points

@@ -1,66 +1,91 @@
-"""Encoder -> pooling -> linear readout of the graph regressors, built in one place."""
+"""Encoder -> pooling -> linear readout of the network regressors, built in one place.
+
+On molecules the encoder is GINE message passing and the pooling a graph readout; on a table
+(``edge_dim=None``: each row is a graph of one node and no bonds) the encoder is an MLP
+(:class:`regal_torch.models.mlp.MLPEncoder`) and there is nothing to pool.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.resolver import aggregation_resolver
 
 from regal_torch.models.gine import GINEEncoder
-from regal_torch.models.grouped_gine import GroupedGINEEncoder, GroupedLinear
+from regal_torch.models.grouped_gine import GroupedGINEEncoder, linear
+from regal_torch.models.mlp import MLPEncoder
 
 POOLINGS = ("mean", "sum", "max")
 
 
-def linear(in_dim: int, out_dim: int, members: int | None = None) -> nn.Module:
-    """``nn.Linear``, or ``members`` independent ones as one :class:`GroupedLinear`.
-
-    Shapes:
-        ``[N, in_dim]`` -> ``[N, out_dim]``; grouped: ``[N, in_dim]`` or
-        ``[M, N, in_dim]`` -> ``[M, N, out_dim]``.
-    """
-    return (
-        nn.Linear(in_dim, out_dim) if members is None else GroupedLinear(members, in_dim, out_dim)
-    )
-
-
-def gine_readout(
+def encoder_readout(
     options: Any, out_dim: int, members: int | None = None
-) -> tuple[nn.Module, Aggregation, nn.Module]:
-    """A GINE encoder, a graph pooling and the linear layer after it, created in this order
-    (which decides their seeded initial weights).
+) -> tuple[nn.Module, Aggregation | None, nn.Module]:
+    """An encoder, a graph pooling (None on a table) and the linear layer after it, created
+    in this order (which decides their seeded initial weights).
 
-    The molecule embedding of the graph regressors is
-    ``act(readout(pool(encoder(x, edge_index, edge_attr), batch)))``, with ``act`` ReLU
-    (:class:`regal_torch.models.gnn_regressor.GNNRegressor`) or ``tanh``
-    (:class:`regal_torch.models.dkl.DeepKernelGP`).
+    The embedding of the network regressors is ``act(readout(pooled(...)))`` (see
+    :func:`pooled`), with ``act`` ReLU (:class:`regal_torch.models.gnn_regressor.GNNRegressor`)
+    or ``tanh`` (:class:`regal_torch.models.dkl.DeepKernelGP`).
 
     Args:
-        options: The model's ``hparams``: ``node_dim``, ``edge_dim`` (atom and bond
-            features), ``hidden_dim`` (encoder width), ``num_layers`` (message passing
-            layers), ``dropout`` (encoder dropout) and ``pooling`` (``"mean"``, ``"sum"`` or
-            ``"max"``), read as attributes.
+        options: The model's ``hparams``: ``node_dim`` (atom features, or a table's feature
+            columns), ``edge_dim`` (bond features; None for a table: MLP encoder),
+            ``hidden_dim`` (encoder width), ``num_layers`` (message passing or MLP layers),
+            ``dropout`` (encoder dropout) and ``pooling`` (``"mean"``, ``"sum"`` or ``"max"``;
+            unused on a table), read as attributes.
         out_dim: Width of the readout layer's output.
         members: None for one network; M for M independent networks run together
-            (:class:`GroupedGINEEncoder`, :class:`GroupedLinear`).
+            (:class:`GroupedGINEEncoder`, grouped :class:`MLPEncoder`).
 
     Returns:
         ``(encoder, pool, readout)``.
 
     Shapes:
         encoder: ``[V, node_dim]``, ``[2, E]``, ``[E, edge_dim]`` -> ``[V, hidden_dim]``
-        (``[M, V, hidden_dim]`` with members); pool: that and the graph of each atom
-        ``[V]`` -> ``[B, hidden_dim]`` (``[M, B, hidden_dim]``); readout: -> ``[B, out_dim]``
+        (``[M, V, hidden_dim]`` with members), or on a table ``[B, node_dim]`` ->
+        ``[B, hidden_dim]``; pool: that and the graph of each atom ``[V]`` ->
+        ``[B, hidden_dim]`` (``[M, B, hidden_dim]``); readout: -> ``[B, out_dim]``
         (``[M, B, out_dim]``).
     """
     if options.pooling not in POOLINGS:
         raise ValueError(f"model.pooling must be mean, sum or max; got {options.pooling!r}")
+    readout = (options.hidden_dim, out_dim, members)
+    if options.edge_dim is None:
+        sizes = (options.node_dim, options.hidden_dim, options.num_layers, options.dropout)
+        return MLPEncoder(*sizes, members), None, linear(*readout)
     layers = (options.node_dim, options.edge_dim, options.hidden_dim, options.num_layers)
     if members is None:
         encoder = GINEEncoder(*layers, options.dropout)
     else:
         encoder = GroupedGINEEncoder(members, *layers, options.dropout)
     pool = aggregation_resolver(options.pooling)
-    return encoder, pool, linear(options.hidden_dim, out_dim, members)
+    return encoder, pool, linear(*readout)
+
+
+def pooled(
+    model: nn.Module,
+    x: Tensor,
+    edge_index: Tensor | None,
+    edge_attr: Tensor | None,
+    index: Tensor,
+    num_graphs: int,
+    **options: Any,
+) -> Tensor:
+    """``model``'s encoder output pooled per graph (``options`` go to the encoder).
+
+    ``model`` has the ``encoder`` and ``pool`` of :func:`encoder_readout`, and a
+    ``feature_scaler`` (:class:`regal_torch.models.feature_scaling.FeatureScaler` or None),
+    which standardises a table's rows first.
+
+    Shapes:
+        x: ``[V, node_dim]`` (a table: ``[B, node_dim]``, no edges); index: ``[V]``;
+        returns ``[B, hidden_dim]`` (``[M, B, hidden_dim]`` with members).
+    """
+    if model.pool is None:  # a table: one row per item, nothing to pool
+        scaler = model.feature_scaler
+        return model.encoder(x if scaler is None else scaler(x), **options)
+    h = model.encoder(x, edge_index, edge_attr, **options)
+    return model.pool(h, index, dim_size=num_graphs)

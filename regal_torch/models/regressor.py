@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
+from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.target_scaling import TargetScaler
 
 MIN_VAR = 1e-12
@@ -37,21 +38,31 @@ class Regressor(pl.LightningModule):
     - ``training_step`` (:meth:`loss`, logged as ``train/loss``) and ``validation_step``
       (mean absolute error in original units, logged as ``val/mae``);
     - ``configure_optimizers``: AdamW over :meth:`optimizer_groups` with ``hparams.lr`` and
-      ``hparams.weight_decay``, learning rate cosine-annealed over ``trainer.max_epochs``.
+      ``hparams.weight_decay``, learning rate cosine-annealed over ``trainer.max_epochs``;
+    - ``feature_scaler``, on a table the :class:`FeatureScaler` its network applies to every
+      row first (handed in as ``feature_scaling``; None: the features as they are).
 
     Args:
         target_scaling: The scaling to use, or None to read it from the datamodule at fit
             start (identity until then).
+        feature_scaling: A table's input standardisation (the loop hands in the one fitted on
+            the labeled rows; :meth:`regal_torch.data.datamodule.ActiveDataModule.model_inputs`);
+            None on molecules.
 
     Shapes:
         batch: a PyG ``Batch`` of B graphs with ``y`` of shape ``[B]`` or ``[B, 1]`` when
         labeled; :meth:`loss` target: ``[B]`` -> scalar; ``forward`` -> ``[B]``.
     """
 
-    def __init__(self, target_scaling: TargetScaler | None = None) -> None:
+    def __init__(
+        self,
+        target_scaling: TargetScaler | None = None,
+        feature_scaling: FeatureScaler | None = None,
+    ) -> None:
         super().__init__()
         self.scaling_from_datamodule = target_scaling is None
         self.target_scaler = TargetScaler() if target_scaling is None else target_scaling
+        self.feature_scaler = feature_scaling
         self.register_load_state_dict_pre_hook(_rename_legacy_scaling)
 
     @property
@@ -67,6 +78,13 @@ class Regressor(pl.LightningModule):
     def set_target_scaling(self, mean: float, std: float) -> None:
         """Set the standardisation of the target (original units)."""
         self.target_scaler.set(mean, std)
+
+    def set_scaling(self, target: TargetScaler, features: FeatureScaler | None = None) -> None:
+        """Take over the target scaling and (on a table) the feature scaling of another fit,
+        e.g. after loading the previous round's weights (warm start)."""
+        self.set_target_scaling(target.mean.item(), target.std.item())
+        if features is not None:
+            self.feature_scaler.load_state_dict(features.state_dict())
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
