@@ -40,7 +40,7 @@ from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.neutral_keys import fingerprint
 from regal_torch.loop.oracle import BenchmarkOracle
 from regal_torch.loop.progress import RoundProgress, show_progress
-from regal_torch.loop.queries import QueryOracle
+from regal_torch.loop.queries import Answers, QueryOracle
 from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
 from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
 from regal_torch.metrics import regression_metrics
@@ -71,6 +71,13 @@ class ActiveLoop:
     records raw and recalibrated uncertainty metrics (:func:`calibration_metrics`). With
     ``loop.warm_start``, the trained weights go into ``state.pt`` with the round (so a
     resumed run continues from exactly the weights an uninterrupted one would).
+
+    Learn mode with an oracle that computes labels (``oracle=function``, ``oracle=command``;
+    a closed loop) labels everything through it, the data's own labels unused: first the
+    validation and test molecules (drawn from all molecules) and ``loop.initial_size``
+    molecules picked by ``loop/initial_strategy`` (the start set, query file ``round_000``),
+    then each round's picks, without stopping. Picks whose calculation failed are recorded
+    (``failed.csv``, ``state.pt``) and leave the pool (or val and test) for good.
     """
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
@@ -80,22 +87,39 @@ class ActiveLoop:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.learn = cfg.mode == "learn"
         self.state_path = self.run_dir / "state.pt"
+        self.oracle_factory = instantiate(cfg.oracle)
+        self.closed = self.oracle_factory.func.computes  # every label from a calculation
+        if self.closed and not self.learn:
+            raise RegalError(
+                f"oracle {self.oracle_factory.func.__name__} computes labels in mode=learn; "
+                "add mode=learn (mode=benchmark reveals the labels the data holds)"
+            )
         self.dataset = instantiate(cfg.data.dataset)
         self.dm: ActiveDataModule = instantiate(
-            cfg.data.datamodule, dataset=self.dataset, holdout_from_labeled=self.learn
+            cfg.data.datamodule,
+            dataset=self.dataset,
+            holdout_from_labeled=self.learn and not self.closed,
         )
+        if self.closed:  # val and test are labeled by the oracle too
+            self.dm.truth = torch.full_like(self.dm.truth, float("nan"))
         self.strategy = instantiate(cfg.strategy)
         self.unit = getattr(self.dataset, "target_units", {}).get(self.dm.target, "")
-        check_budget(cfg, self.dm, self.learn)
+        check_budget(cfg, self.dm, self.learn and not self.closed)
         self.loggers = RunLoggers(cfg, run_dir)
         self.show_progress = show_progress(cfg.get("progress", "auto"))
         self.fingerprint = {**fingerprint(cfg), "n_molecules": len(self.dataset)}
+        if self.closed:  # the oracle options are neutral, but not a switch to or from this
+            self.fingerprint["oracle_computes"] = True
         self.history: list[dict[str, Any]] = []
         self.weights: dict[str, torch.Tensor] | None = None
         self.label_rounds = torch.empty(0, dtype=torch.long)  # round each labeled one came in
         self.pending: torch.Tensor | None = None  # learn mode: picks awaiting the user's labels
         self.pending_query: Path | None = None  # and the query file written for them
         self.oracle: BenchmarkOracle | QueryOracle | None = None
+        # learn mode: picks whose calculation failed, the round they were picked in, and why
+        self.failed = torch.empty(0, dtype=torch.long)
+        self.failed_rounds = torch.empty(0, dtype=torch.long)
+        self.failed_reasons: list[str] = []
         self.next_round: int | None = None  # set by open()
 
     def open(self) -> ActiveLoop:
@@ -115,8 +139,12 @@ class ActiveLoop:
             self._label_initial()
             self.next_round = 0
             return self
+        if self.closed:
+            self.dm.val, self.dm.test, self.dm.truth = state["val"], state["test"], state["truth"]
         self.dm.label(state["labeled"], state["labels"])
         self.label_rounds = state["label_rounds"]
+        if "failed" in state:
+            self._fail(state["failed"], state["failed_reasons"], state["failed_rounds"])
         self.history = state["history"]
         self.weights = state.get("weights")
         self.pending = state.get("pending")
@@ -131,38 +159,88 @@ class ActiveLoop:
     def _oracle(self) -> BenchmarkOracle | QueryOracle:
         if not self.learn:
             return BenchmarkOracle(self.dm.truth, getattr(self.dataset, "where", None))
+        if self.closed and self.cfg.labels is not None:
+            raise RegalError(
+                f"labels={self.cfg.labels} gives labels for oracle=file's query files; this "
+                "run's oracle computes them: leave labels= out"
+            )
         ids = getattr(self.dataset, "ids", None) or [str(int(i)) for i in self.dm.mol_ids]
-        return QueryOracle(self.run_dir, list(ids), list(self.dataset.smiles), self.cfg.labels)
+        return self.oracle_factory(
+            run_dir=self.run_dir, ids=list(ids), smiles=list(self.dataset.smiles)
+        )
 
     def _add_labels(self, positions: torch.Tensor, values: torch.Tensor, round_: int) -> None:
         self.dm.label(positions, values)
         rounds = torch.full((len(positions),), round_, dtype=torch.long)
         self.label_rounds = torch.cat([self.label_rounds, rounds])
 
+    def _fail(self, positions: torch.Tensor, reasons: list[str], rounds: torch.Tensor) -> None:
+        """Record failed calculations; those molecules leave the pool, val and test for good."""
+        self.failed = torch.cat([self.failed, positions])
+        self.failed_rounds = torch.cat([self.failed_rounds, rounds])
+        self.failed_reasons = [*self.failed_reasons, *reasons]
+        for name in ("pool", "val", "test"):
+            kept = getattr(self.dm, name)
+            setattr(self.dm, name, kept[~torch.isin(kept, positions)])
+
     def _ingest(self, r: int) -> None:
-        """Learn mode: take the labels given for round ``r``'s picks; the rest stay in the pool."""
-        positions, values = self.oracle.answers(r + 1, self.pending)
-        self._add_labels(positions, values, r + 1)
+        """Learn mode: take the labels given (or computed) for round ``r``'s picks (``r`` -1:
+        the start set of a closed loop); unfilled picks stay in the pool, failed ones leave it."""
+        answers = self.oracle.answers(r + 1, self.pending)
+        labeled, failed = len(answers.positions), len(answers.failed)
+        self._fail(answers.failed, answers.reasons, torch.full((failed,), r + 1))
+        if r < 0:
+            answers = self._label_holdout(answers)
+        self._add_labels(answers.positions, answers.values, r + 1)
+        back = len(self.pending) - labeled - failed
+        what = "start-set (validation, test, initial)" if r < 0 else "queried"
         print(
-            f"{len(positions)} of {len(self.pending)} queried molecules labeled; "
-            f"{len(self.pending) - len(positions)} back in the pool",
+            f"{labeled} of {len(self.pending)} {what} molecules labeled"
+            + (f"; {back} back in the pool" if not self.closed else "")
+            + (f"; {failed} failed, not offered again (failed.csv)" if failed else ""),
             flush=True,
         )
         self.pending = None
         self._save(r, acquired=True)
         self._write_tables()
 
+    def _label_holdout(self, answers: Answers) -> Answers:
+        """Give the validation and test molecules of a closed loop's start set their computed
+        labels; returns the answers for the rest (the initial set).
+
+        Raises:
+            RegalError: fewer than 2 validation or test molecules got a label.
+        """
+        held = torch.isin(answers.positions, torch.cat([self.dm.val, self.dm.test]))
+        self.dm.truth[answers.positions[held]] = answers.values[held]
+        for name in ("val", "test"):
+            if len(getattr(self.dm, name)) < 2:
+                raise RegalError(
+                    f"only {len(getattr(self.dm, name))} {name} molecules got a label from the "
+                    f"oracle (failed.csv); the loop needs at least 2: raise "
+                    f"data.datamodule.{name}_size"
+                )
+        return Answers(answers.positions[~held], answers.values[~held])
+
     def _label_initial(self) -> None:
         """Benchmark: ``loop.initial_size`` pool molecules picked by ``loop/initial_strategy``
-        (:mod:`regal_torch.loop.cold_start`); learn: those with a label."""
+        (:mod:`regal_torch.loop.cold_start`); learn: those with a label; a closed loop: the
+        oracle labels the start set (validation, test and the initial picks)."""
         pool = self.dm.pool
-        if self.learn:
+        if self.learn and not self.closed:
             picks = pool[torch.isfinite(self.dm.truth[pool])]
             self._add_labels(picks, self.dm.truth[picks], 0)
             return
         seed = round_seed(self.cfg.seed, 0, INITIAL)
         picks = initial_picks(self.cfg, self.dataset, self.dm, seed)
-        self._add_labels(picks, self.oracle.query(picks), 0)
+        if not self.closed:
+            self._add_labels(picks, self.oracle.query(picks), 0)
+            return
+        self.pending = torch.cat([self.dm.val, self.dm.test, picks])
+        nan = torch.full((len(self.pending),), float("nan"))
+        self.pending_query = self.oracle.ask(0, self.pending, nan, nan)
+        self._save(-1, acquired=False)  # a run killed while computing resumes from here
+        self._ingest(-1)
 
     def run(self) -> list[dict[str, Any]]:
         """Open the run folder if needed and run the remaining rounds; returns the history
@@ -178,8 +256,10 @@ class ActiveLoop:
         try:
             for r in range(self.next_round, rounds + 1):
                 self._record(r, self._round(r, acquire=r < rounds))
+                if self.pending is not None and not self.closed:
+                    break  # for the user's labels
                 if self.pending is not None:
-                    break
+                    self._ingest(r)
         finally:
             self.progress.close()
             self.loggers.close()
@@ -279,20 +359,24 @@ class ActiveLoop:
         self._report(row)
 
     def _save(self, r: int, acquired: bool) -> None:
-        save_state(
-            self.state_path,
-            {
-                "fingerprint": self.fingerprint,
-                "round": r,
-                "acquired": acquired,
-                "labeled": self.dm.labeled,
-                "labels": self.dm.labels[self.dm.labeled],
-                "label_rounds": self.label_rounds,
-                "pending": self.pending,
-                "history": self.history,
-                "weights": self.weights,
-            },
-        )
+        """Write ``state.pt`` after round ``r`` (-1: a closed loop's start set)."""
+        state = {
+            "fingerprint": self.fingerprint,
+            "round": r,
+            "acquired": acquired,
+            "labeled": self.dm.labeled,
+            "labels": self.dm.labels[self.dm.labeled],
+            "label_rounds": self.label_rounds,
+            "pending": self.pending,
+            "history": self.history,
+            "weights": self.weights,
+            "failed": self.failed,
+            "failed_rounds": self.failed_rounds,
+            "failed_reasons": self.failed_reasons,
+        }
+        if self.closed:  # val and test as the oracle left them, with their labels
+            state.update(val=self.dm.val, test=self.dm.test, truth=self.dm.truth)
+        save_state(self.state_path, state)
 
     def _recalibration(self, var_scale: float, local: NeighbourCalibration | None) -> Recalibration:
         """What the strategy's predictions go through: the local variance, the global factor
@@ -394,6 +478,18 @@ class ActiveLoop:
             }
         )
         tables = [("selected.csv", selected)]
+        if len(self.failed):
+            chosen = self.failed.tolist()
+            failed = pd.DataFrame(
+                {
+                    "round": self.failed_rounds,
+                    "position": self.failed,
+                    "id": [self.oracle.ids[p] for p in chosen],
+                    "smiles": [self.oracle.smiles[p] for p in chosen],
+                    "reason": self.failed_reasons,
+                }
+            )
+            tables.append(("failed.csv", failed))
         if self.history:  # no history.csv before the first round is done
             # the target's unit goes with the numbers (empty where the dataset has none)
             tables.append(("history.csv", pd.DataFrame(self.history).assign(unit=self.unit)))

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 NEUTRAL_KEYS = (
     "labels",
+    "oracle",
     "logger",
     "progress",
     "loop.rounds",

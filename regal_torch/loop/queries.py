@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,22 @@ from regal_torch.errors import RegalError
 from regal_torch.loop.state import atomic_write_bytes
 
 QUERY_COLUMNS = ("id", "smiles", "predicted_mean", "predicted_std", "label")
+
+
+@dataclass
+class Answers:
+    """The labels a learn-mode oracle got for a round's picks.
+
+    Shapes:
+        positions, values: ``[m]``, the picks that got a label and their labels;
+        failed: ``[f]``, the picks whose calculation failed, ``reasons`` aligned with it
+        (none for query files filled in by hand).
+    """
+
+    positions: Tensor
+    values: Tensor
+    failed: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+    reasons: list[str] = field(default_factory=list)
 
 
 def query_path(run_dir: Path, round_: int) -> Path:
@@ -99,6 +116,11 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
     return read_csv_table(path)
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    """The rows of the CSV file at ``path`` as strings (empty cells as ``""``)."""
+    return _read_table(path)[0]
+
+
 def labels_in(path: Path) -> int:
     """How many labels are filled in the query file at ``path`` (0 if it has none, or no
     ``label`` column; an unreadable file counts as holding some, 1)."""
@@ -158,6 +180,8 @@ class QueryOracle:
         labels_file: A CSV with ``id`` and ``label`` columns to read instead of the query file.
     """
 
+    computes = False  # the run stops after each query for a person to fill it in
+
     def __init__(
         self, run_dir: Path, ids: list[str], smiles: list[str], labels_file: str | None = None
     ) -> None:
@@ -185,7 +209,7 @@ class QueryOracle:
         )
         return path
 
-    def answers(self, round_: int, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def answers(self, round_: int, positions: Tensor) -> Answers:
         """The queried ``positions`` that got a label, and their labels (``[m]`` each).
 
         A pending query file that is gone (and no ``labels_file``) is written again from the
@@ -212,7 +236,7 @@ class QueryOracle:
                 f"{path}: no label filled in yet; fill in the 'label' column and re-run"
             )
         filled = [(p, got[i]) for p, i in zip(positions.tolist(), queried, strict=True) if i in got]
-        return (
+        return Answers(
             torch.tensor([p for p, _ in filled], dtype=torch.long),
             torch.tensor([v for _, v in filled], dtype=torch.float),
         )
