@@ -4,6 +4,7 @@
 for ids ending in 7. Each call appends the id to the file named by ``FAKE_ORACLE_LOG`` (when
 set), so a test can count what was computed, and the call numbered ``FAKE_ORACLE_KILL_AT``
 (counting the lines of that file) kills the run that started the worker with SIGKILL.
+``FAKE_ORACLE_SLEEP`` (seconds) makes each call take that long.
 """
 
 import os
@@ -18,6 +19,7 @@ def value(ident: str, smiles: str) -> float | None:
 
 
 def label(ident: str, smiles: str) -> float:
+    time.sleep(float(os.environ.get("FAKE_ORACLE_SLEEP", "0")))
     log = os.environ.get("FAKE_ORACLE_LOG")
     if log:
         with open(log, "a") as f:

@@ -151,7 +151,8 @@ class ActiveLoop:
         # A last round that picked nothing is redone only if loop.rounds grew since.
         done = state["acquired"] or state["round"] >= self.cfg.loop.rounds
         if self.pending is not None:
-            self._ingest(state["round"])
+            if not self.closed:  # a closed loop computes its pending labels in run()
+                self._ingest(state["round"])
             done = True
         self.next_round = state["round"] + 1 if done else state["round"]
         return self
@@ -225,7 +226,8 @@ class ActiveLoop:
     def _label_initial(self) -> None:
         """Benchmark: ``loop.initial_size`` pool molecules picked by ``loop/initial_strategy``
         (:mod:`regal_torch.loop.cold_start`); learn: those with a label; a closed loop: the
-        oracle labels the start set (validation, test and the initial picks)."""
+        start set (validation, test and the initial picks) becomes pending, for :meth:`run`
+        to compute."""
         pool = self.dm.pool
         if self.learn and not self.closed:
             picks = pool[torch.isfinite(self.dm.truth[pool])]
@@ -237,15 +239,23 @@ class ActiveLoop:
             self._add_labels(picks, self.oracle.query(picks), 0)
             return
         self.pending = torch.cat([self.dm.val, self.dm.test, picks])
-        nan = torch.full((len(self.pending),), float("nan"))
-        self.pending_query = self.oracle.ask(0, self.pending, nan, nan)
-        self._save(-1, acquired=False)  # a run killed while computing resumes from here
-        self._ingest(-1)
+
+    def _compute_pending(self) -> None:
+        """A closed loop's pending labels: the start set of a new run (asked, and the state
+        saved first, so that a run killed while computing resumes there), or the picks of the
+        round a killed run was computing."""
+        if not self.state_path.exists():
+            nan = torch.full((len(self.pending),), float("nan"))
+            self.pending_query = self.oracle.ask(0, self.pending, nan, nan)
+            self._save(-1, acquired=False)
+        self._ingest(self.next_round - 1)
 
     def run(self) -> list[dict[str, Any]]:
         """Open the run folder if needed and run the remaining rounds; returns the history
         (one dict per round)."""
         self.open()
+        if self.closed and self.pending is not None:
+            self._compute_pending()
         rounds = self.cfg.loop.rounds
         self._write_tables()  # the tables may lag the state if a run died between the two
         if self.next_round > rounds:
