@@ -1,13 +1,21 @@
 """The loop asks the model for what the strategy uses and no more: no pool prediction for
-random, one deterministic pass for the diversity methods, gradient sketches for kernel=grad."""
+random, one deterministic pass for the diversity methods, gradient sketches for kernel=grad;
+and the prediction keeps only that, streamed batch by batch into its buffers."""
+
+from dataclasses import replace
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, quiet_trainer
 
+from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.loop.seeds import CANDIDATES, round_seed
+from regal_torch.models.ensemble import EnsembleRegressor
 from regal_torch.models.mc_dropout import MCDropoutRegressor
+from regal_torch.models.prediction import Prediction, predict
+from regal_torch.strategies.base import SelectionContext
+from regal_torch.strategies.lcmd import LCMDStrategy
 
 
 @pytest.fixture
@@ -96,3 +104,36 @@ def test_candidates_below_the_batch_size_are_refused(tiny, tmp_path):
 
     with pytest.raises(RegalError, match="loop.candidates"):
         _run(tiny, tmp_path, "lcmd", "loop.candidates=5")
+
+
+def test_streamed_scoring_keeps_what_is_asked_and_picks_as_in_memory(qm9_small):
+    """predict() writes batches into per-field buffers (Lightning keeps no list of them) and
+    gives the rows and LCMD picks that joining every batch's own prediction gives."""
+    dm = ActiveDataModule(qm9_small, "gap", val_size=0, test_size=0, predict_batch_size=16)
+    torch.manual_seed(0)
+    model = EnsembleRegressor(qm9_small.num_node_features, qm9_small.num_edge_features, 2, 16)
+    model.set_target_scaling(5.0, 2.0)
+    trainer = quiet_trainer(1)
+    labeled, pool = dm.pool[:20], dm.pool[20:120]
+    strategy = LCMDStrategy()
+    request = strategy.request()
+    streamed = predict(trainer, model, dm.loader(pool), request)
+    assert trainer.predict_loop.predictions == []
+    # the ensemble gives samples and variance too; only the asked-for fields are kept
+    assert streamed.samples is None and streamed.var is None
+    batches = trainer.predict(model, dm.loader(pool))  # in memory: every batch, then joined
+    for name in ("mean", "embedding"):
+        assert torch.equal(getattr(streamed, name), torch.cat([getattr(b, name) for b in batches]))
+    context = SelectionContext(
+        pool=pool,
+        labeled=labeled,
+        generator=torch.Generator().manual_seed(0),
+        labeled_prediction=predict(trainer, model, dm.loader(labeled), request),
+        labeled_targets=dm.truth[labeled],
+    )
+    joined = Prediction(mean=streamed.mean, embedding=torch.cat([b.embedding for b in batches]))
+    assert torch.equal(strategy.select(streamed, 10, context), strategy.select(joined, 10, context))
+    # half_features: the same embedding, stored as float16
+    half = predict(trainer, model, dm.loader(pool), replace(request, half_features=True))
+    assert half.embedding.dtype == torch.float16 and half.mean.dtype == torch.float32
+    assert torch.equal(half.embedding, streamed.embedding.half())

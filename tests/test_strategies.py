@@ -1,5 +1,6 @@
 """Strategies on hand-made predictions, where the right picks are known."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from hydra.utils import instantiate
 from regal_torch.errors import RegalError
 from regal_torch.models.prediction import Prediction
 from regal_torch.run import CONFIG_DIR
+from regal_torch.strategies.covariance import CovarianceStrategy
 from regal_torch.strategies.random import RandomStrategy
 from regal_torch.strategies.uncertainty import UncertaintyStrategy
 
@@ -115,7 +117,6 @@ def test_prediction_checks_shapes_and_selects_rows():
     sub = pred.index_select(torch.tensor([3, 1]))
     assert sub.mean.tolist() == [3.0, 1.0] and sub.samples.shape == (3, 2)
     assert torch.equal(sub.embedding, torch.eye(4)[[3, 1]])
-    assert torch.equal(Prediction.cat([pred, sub]).mean, torch.tensor([0.0, 1, 2, 3, 3, 1]))
     full = torch.randn(4, 4)
     with_cov = Prediction(
         mean=torch.zeros(4), var=torch.ones(4), covariance=lambda r, c: full[r][:, c]
@@ -146,3 +147,33 @@ def test_strategies_run_on_the_prediction_device(strategy):
     assert on_gpu.unique().numel() == 50 and torch.isin(on_gpu.cpu(), pool).all()
     if not isinstance(strategy, RandomStrategy):
         assert torch.isin(on_gpu.cpu(), on_cpu).float().mean() >= 0.9
+
+
+HALF = [
+    instantiate(compose_config([f"strategy={path.stem}", "strategy.half_features=true"]).strategy)
+    for path in sorted((Path(CONFIG_DIR) / "strategy").glob("*.yaml"))
+    if "half_features" in compose_config([f"strategy={path.stem}"]).strategy
+] + [CovarianceStrategy(source="embedding", half_features=True)]
+
+
+@pytest.mark.parametrize("strategy", HALF, ids=lambda s: f"{type(s).__name__}-{vars(s)}")
+def test_half_features_pick_as_float32_on_the_rounded_features(strategy):
+    """Features stored as float16 are computed in float32 (blocks of rows; the pool is larger
+    than one block), so the picks are those of float32 features holding the same values."""
+    generator = torch.Generator().manual_seed(2)
+    pool, labeled = torch.arange(100, 8400), torch.arange(0, 100)
+    rounded = []
+    for n in (len(pool), len(labeled)):
+        pred = _full_prediction(n, generator)
+        pred.embedding, pred.gradients = pred.embedding.half(), pred.gradients.half()
+        rounded.append(pred)
+    full = [
+        replace(p, embedding=p.embedding.float(), gradients=p.gradients.float()) for p in rounded
+    ]
+    assert strategy.request().half_features
+    targets = full[1].mean + 0.1
+    picks = [
+        strategy.select(p, 20, _context(pool, labeled, 3, on_labeled, targets))
+        for p, on_labeled in (rounded, full)
+    ]
+    assert torch.equal(picks[0], picks[1])

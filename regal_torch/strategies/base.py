@@ -44,15 +44,20 @@ class Strategy(ABC):
     caller asks the model for no more (:meth:`request`): a strategy that requires nothing
     (random) is given no prediction at all. A strategy that sets
     ``needs_labeled_prediction`` (distances to the labeled set, ...) gets the model's
-    prediction over the labeled set in its context; the others do not pay for it.
+    prediction over the labeled set in its context; the others do not pay for it. One that
+    sets ``half_features`` asks for its features stored as float16
+    (:attr:`PredictionRequest.half_features`).
     """
 
     requires: tuple[str, ...] = ()
     needs_labeled_prediction: bool = False
+    half_features: bool = False
 
     def request(self) -> PredictionRequest | None:
         """What the pool prediction must hold for this strategy; None: no prediction."""
-        return PredictionRequest(frozenset(self.requires)) if self.requires else None
+        if not self.requires:
+            return None
+        return PredictionRequest(frozenset(self.requires), half_features=self.half_features)
 
     def select(self, prediction: Prediction | None, k: int, context: SelectionContext) -> Tensor:
         """Dataset positions of the ``k`` picked pool molecules, ``[k]``, in pick order.

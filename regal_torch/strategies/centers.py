@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from regal_torch.strategies.features import nearest_sq_distances, sq_distances_to
+from regal_torch.strategies.features import nearest_sq_distances, sq_distances_to, sq_norms
 
 
 class NearestCenters:
@@ -21,6 +21,8 @@ class NearestCenters:
     Centers are the labeled rows (ids ``0..L-1``) followed by the picks, in pick order
     (ids ``L, L+1, ...``). A picked row's distance is set to ``-inf``, so that an argmax
     never picks a row twice, even where several rows coincide.
+
+    Distances are in float32 for features stored in half precision.
 
     Args:
         features: Pool features.
@@ -34,7 +36,7 @@ class NearestCenters:
 
     def __init__(self, features: Tensor, labeled: Tensor, track_closest: bool = False) -> None:
         self.features = features
-        self.norms = features.square().sum(1)
+        self.norms = sq_norms(features)
         self.sq_dist, self.closest = nearest_sq_distances(features, labeled, self.norms)
         self.track_closest = track_closest
         self.n_centers = labeled.shape[0]

@@ -14,9 +14,13 @@ from regal_torch.strategies.base import SelectionContext, Strategy
 from regal_torch.strategies.features import (
     KERNELS,
     check_kernel,
+    compute_dtype,
     labeled_embedding,
     noise_variance,
     posterior_features,
+    row_blocks,
+    row_of,
+    sq_norms,
 )
 
 SOURCES = ("auto", "gp", "samples", "embedding")
@@ -30,7 +34,8 @@ class CovarianceStrategy(Strategy):
     Two near-identical uncertain molecules are not both picked: after the first, the second's
     conditional variance is about zero. Only the ``k`` picked covariance columns are ever
     computed, kept as a pivoted Cholesky factor ``[N, k]`` (``O(N k)`` memory, never an
-    ``N x N`` matrix); each step costs one column plus an ``N x step`` product.
+    ``N x N`` matrix: 800 MB for 10^6 molecules and k = 200 in float32); each step costs one
+    column plus an ``N x step`` product.
 
     Covariance sources (``source``):
 
@@ -49,6 +54,8 @@ class CovarianceStrategy(Strategy):
             pool (> 0); added to each picked molecule's variance when conditioning on it.
         kernel: Features of the ``embedding`` source: ``ll`` or ``grad``.
         sketch_dim: Sketch dimension of the ``grad`` features (``None``: 512).
+        half_features: See :class:`regal_torch.strategies.features.FeatureStrategy` (for the
+            ``embedding`` source; ``auto`` asks for the features too).
     """
 
     def __init__(
@@ -57,6 +64,7 @@ class CovarianceStrategy(Strategy):
         noise: float = 1e-2,
         kernel: str = "ll",
         sketch_dim: int | None = None,
+        half_features: bool = False,
     ) -> None:
         if source not in SOURCES:
             raise RegalError(f"strategy.source={source!r} must be one of {', '.join(SOURCES)}")
@@ -66,6 +74,7 @@ class CovarianceStrategy(Strategy):
             raise RegalError("strategy.sketch_dim applies to strategy.kernel=grad only")
         self.sketch_dim = check_kernel(kernel, sketch_dim)
         self.source, self.noise, self.kernel = source, noise, kernel
+        self.half_features = half_features
         self.field = KERNELS[kernel]
         # The embedding source conditions on the labeled set, so it needs its prediction.
         self.needs_labeled_prediction = source in ("auto", "embedding")
@@ -78,9 +87,10 @@ class CovarianceStrategy(Strategy):
             "samples": {"var", "samples"},
             "embedding": {self.field},
         }[self.source]
-        if self.kernel == "grad":
-            return PredictionRequest(frozenset(fields), sketch_dim=self.sketch_dim)
-        return PredictionRequest(frozenset(fields))
+        sketch_dim = self.sketch_dim if self.kernel == "grad" else PredictionRequest.sketch_dim
+        return PredictionRequest(
+            frozenset(fields), sketch_dim=sketch_dim, half_features=self.half_features
+        )
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
         diag, column, sigma2 = self._kernel(prediction, context)
@@ -128,7 +138,17 @@ class CovarianceStrategy(Strategy):
             labeled = labeled_embedding(type(self).__name__, prediction, context, self.field)
             sigma2 = noise_variance(pool, self.noise)
             features, _ = posterior_features(pool, labeled, sigma2)
-        return features.square().sum(1), lambda row: features @ features[row], sigma2
+        return sq_norms(features), lambda row: _column(features, row), sigma2
+
+
+def _column(features: Tensor, row: int) -> Tensor:
+    """The linear kernel's column of row ``row``, ``features @ features[row]``, in
+    :func:`compute_dtype` (by blocks of rows for half-precision features), ``[N]``."""
+    center = row_of(features, row)
+    column = features.new_empty(features.shape[0], dtype=compute_dtype(features))
+    for rows, block in row_blocks(features, split=False):
+        column[rows] = block @ center
+    return column
 
 
 def greedy_max_det(diag: Tensor, column: Callable[[int], Tensor], sigma2: float, k: int) -> Tensor:

@@ -2,6 +2,11 @@
 sketch and posterior, and squared distances computed in row blocks (never a pool-by-pool
 matrix).
 
+Features may be stored in half precision (:attr:`PredictionRequest.half_features`, a
+strategy's ``half_features`` option): every computation on them runs in float32 on blocks of
+:data:`_BLOCK_ROWS` rows (:func:`row_blocks`), so no full-size float32 copy is made. Every
+full-size temporary is a block too, so a strategy's memory beyond its input is ``O(N)``.
+
 The batch methods of Holzmüller et al. (JMLR 2023) work with a kernel
 ``k(x, x') = phi(x)^T phi(x')`` on features ``phi``, chosen by ``kernel``:
 
@@ -19,6 +24,7 @@ The batch methods of Holzmüller et al. (JMLR 2023) work with a kernel
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -33,6 +39,65 @@ _BLOCK_ROWS = 8192
 
 KERNELS = {"ll": "embedding", "grad": "gradients"}  # kernel -> the Prediction field it uses
 GRAD_SKETCH_DIM = 512  # default sketch dimension of the grad kernel
+
+
+def compute_dtype(features: Tensor) -> torch.dtype:
+    """What ``features`` are computed in: float32 when stored in half precision, else their
+    own dtype."""
+    return torch.float32 if features.dtype in (torch.float16, torch.bfloat16) else features.dtype
+
+
+def row_blocks(
+    features: Tensor, rows: int = _BLOCK_ROWS, split: bool = True
+) -> Iterator[tuple[slice, Tensor]]:
+    """``(rows, block)`` for consecutive blocks of ``rows`` rows of ``features``, each in
+    :func:`compute_dtype` (a float32 copy of half-precision rows, a view otherwise).
+
+    With ``split=False`` full-precision features come as one block (for a product whose
+    output is ``[N]``, which has no large temporary); half precision is always split.
+
+    Shapes:
+        features: ``[N, D]``; yields slices of ``[N]`` and blocks ``[<= rows, D]``.
+    """
+    dtype = compute_dtype(features)
+    if not split and features.dtype == dtype:
+        yield slice(None), features
+        return
+    for start in range(0, features.shape[0], rows):
+        block = slice(start, start + rows)
+        yield block, features[block].to(dtype)
+
+
+def sq_norms(features: Tensor) -> Tensor:
+    """Squared row norms ``k(x, x)`` in :func:`compute_dtype`, by blocks of rows.
+
+    Shapes:
+        features: ``[N, D]`` -> ``[N]``.
+    """
+    out = features.new_empty(features.shape[0], dtype=compute_dtype(features))
+    for rows, block in row_blocks(features):
+        out[rows] = block.square().sum(1)
+    return out
+
+
+def map_rows(
+    features: Tensor, matrix: Tensor, dtype: torch.dtype | None = None, split: bool = True
+) -> Tensor:
+    """``features @ matrix`` by blocks of rows (``split``: as in :func:`row_blocks`), stored
+    as ``dtype`` (default: the features' own, so half-precision features stay half).
+
+    Shapes:
+        features: ``[N, D]``; matrix: ``[D, M]`` in :func:`compute_dtype` -> ``[N, M]``.
+    """
+    out = features.new_empty(features.shape[0], matrix.shape[1], dtype=dtype or features.dtype)
+    for rows, block in row_blocks(features, split=split):
+        out[rows] = block @ matrix
+    return out
+
+
+def row_of(features: Tensor, index: int) -> Tensor:
+    """Row ``index`` of ``features`` in :func:`compute_dtype`, ``[D]``."""
+    return features[index].to(compute_dtype(features))
 
 
 def labeled_embedding(
@@ -97,8 +162,8 @@ def kernel_features(
     if sketch_dim is None or kernel == "grad":
         return pool, labeled
     projection = torch.randn(pool.shape[1], sketch_dim, generator=context.generator)
-    projection = projection.to(pool.device, pool.dtype) / math.sqrt(sketch_dim)
-    return pool @ projection, labeled @ projection
+    projection = projection.to(pool.device, compute_dtype(pool)) / math.sqrt(sketch_dim)
+    return map_rows(pool, projection), map_rows(labeled, projection)
 
 
 def check_kernel(kernel: str, sketch_dim: int | None) -> int | None:
@@ -115,24 +180,43 @@ def check_kernel(kernel: str, sketch_dim: int | None) -> int | None:
     return GRAD_SKETCH_DIM if kernel == "grad" and sketch_dim is None else sketch_dim
 
 
-class KernelStrategy(Strategy):
+class FeatureStrategy(Strategy):
+    """A strategy on the pool's and the labeled set's embedding (or other features).
+
+    Args:
+        half_features: Ask for the features stored as float16: half their memory, computed
+            in float32 by blocks of rows (the picks are those of the rounded features).
+    """
+
+    requires = ("embedding",)
+    needs_labeled_prediction = True
+
+    def __init__(self, half_features: bool = False) -> None:
+        self.half_features = half_features
+
+
+class KernelStrategy(FeatureStrategy):
     """A strategy on a kernel of the pool and the labeled set (see the module docstring).
 
     Args:
         sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
             ``grad``).
         kernel: ``ll`` (last-layer features) or ``grad`` (gradient features of all layers).
+        half_features: See :class:`FeatureStrategy`.
     """
 
-    needs_labeled_prediction = True
-
-    def __init__(self, sketch_dim: int | None = None, kernel: str = "ll") -> None:
+    def __init__(
+        self, sketch_dim: int | None = None, kernel: str = "ll", half_features: bool = False
+    ) -> None:
+        super().__init__(half_features)
         self.sketch_dim = check_kernel(kernel, sketch_dim)
         self.kernel = kernel
         self.requires = (KERNELS[kernel],)
 
     def request(self) -> PredictionRequest:
-        return PredictionRequest(frozenset(self.requires), sketch_dim=self.sketch_dim)
+        return PredictionRequest(
+            frozenset(self.requires), sketch_dim=self.sketch_dim, half_features=self.half_features
+        )
 
     def features(self, prediction: Prediction, context: SelectionContext) -> tuple[Tensor, Tensor]:
         """Pool ``[N, D']`` and labeled ``[L, D']`` features (:func:`kernel_features`)."""
@@ -144,7 +228,7 @@ class KernelStrategy(Strategy):
 def noise_variance(features: Tensor, noise: float) -> float:
     """Observation noise ``sigma^2 = noise x`` the mean of ``k(x, x)`` over the rows of
     ``features`` (``[N, D]``), so that ``noise`` does not depend on the features' scale."""
-    return noise * features.square().sum(1).mean().item()
+    return noise * sq_norms(features).mean().item()
 
 
 def posterior_features(pool: Tensor, labeled: Tensor, sigma2: float) -> tuple[Tensor, Tensor]:
@@ -156,6 +240,8 @@ def posterior_features(pool: Tensor, labeled: Tensor, sigma2: float) -> tuple[Te
     features are ``sqrt(sigma2) U^{-1} phi`` with ``U U^T = Phi_L^T Phi_L + sigma2 I``:
     one ``D x D`` Cholesky factor and one product, whatever the size of the labeled set.
 
+    The features keep their dtype (half-precision ones are transformed in float32 blocks).
+
     Shapes:
         pool: ``[N, D]``; labeled: ``[L, D]`` -> ``[N, D]``, ``[L, D]``.
     """
@@ -163,8 +249,8 @@ def posterior_features(pool: Tensor, labeled: Tensor, sigma2: float) -> tuple[Te
     factor = torch.linalg.cholesky(labeled.double().T @ labeled.double() + sigma2 * eye)
     # Row features phi^T U^{-T} sqrt(sigma2).
     transform = torch.linalg.solve_triangular(factor, eye, upper=False).T * math.sqrt(sigma2)
-    transform = transform.to(pool.dtype)
-    return pool @ transform, labeled @ transform
+    transform = transform.to(compute_dtype(pool))
+    return map_rows(pool, transform), map_rows(labeled, transform)
 
 
 def nearest_sq_distances(
@@ -172,23 +258,23 @@ def nearest_sq_distances(
 ) -> tuple[Tensor, Tensor]:
     """Squared Euclidean distance of every row to its nearest center, and that center's row.
 
-    Computed in blocks of rows, so memory is ``O(block x M)``. With no centers the distances
-    are ``inf`` and the indices 0.
+    Computed in blocks of rows, so memory is ``O(block x M)``, in :func:`compute_dtype`. With
+    no centers the distances are ``inf`` and the indices 0.
 
     Shapes:
         features: ``[N, D]``; centers: ``[M, D]``; norms: ``[N]`` squared row norms (optional)
         -> ``[N]``, ``[N]``.
     """
-    n = features.shape[0]
-    best = torch.full((n,), math.inf, dtype=features.dtype, device=features.device)
+    n, dtype = features.shape[0], compute_dtype(features)
+    best = torch.full((n,), math.inf, dtype=dtype, device=features.device)
     closest = torch.zeros(n, dtype=torch.long, device=features.device)
     if centers.shape[0] == 0:
         return best, closest
-    norms = features.square().sum(1) if norms is None else norms
+    norms = sq_norms(features) if norms is None else norms
+    centers = centers.to(dtype)
     center_norms = centers.square().sum(1)
-    for start in range(0, n, _BLOCK_ROWS):
-        rows = slice(start, start + _BLOCK_ROWS)
-        sq = norms[rows, None] + center_norms[None, :] - 2 * features[rows] @ centers.T
+    for rows, block in row_blocks(features):
+        sq = norms[rows, None] + center_norms[None, :] - 2 * block @ centers.T
         best[rows], closest[rows] = sq.clamp_min(0).min(1)
     return best, closest
 
@@ -199,6 +285,9 @@ def sq_distances_to(features: Tensor, norms: Tensor, row: int) -> Tensor:
     Shapes:
         features: ``[N, D]``; norms: ``[N]`` squared row norms -> ``[N]``.
     """
-    sq = torch.addmv(norms, features, features[row], alpha=-2).add_(norms[row]).clamp_min_(0)
+    center, sq = features[row].to(norms.dtype), torch.empty_like(norms)
+    for rows, block in row_blocks(features, split=False):
+        torch.addmv(norms[rows], block, center, alpha=-2, out=sq[rows])
+    sq.add_(norms[row]).clamp_min_(0)
     sq[row] = 0
     return sq

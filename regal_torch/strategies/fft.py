@@ -6,12 +6,12 @@ import torch
 from torch import Tensor
 
 from regal_torch.models.prediction import Prediction
-from regal_torch.strategies.base import SelectionContext, Strategy
+from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.centers import NearestCenters, farthest_first
-from regal_torch.strategies.features import labeled_embedding
+from regal_torch.strategies.features import FeatureStrategy, labeled_embedding
 
 
-class FarthestFirstStrategy(Strategy):
+class FarthestFirstStrategy(FeatureStrategy):
     """Farthest-first traversal (Gonzalez 1985) in the model's embedding space.
 
     Each pick is the pool molecule whose Euclidean distance to the nearest labeled or already
@@ -19,10 +19,9 @@ class FarthestFirstStrategy(Strategy):
     pick is uniform at random. Once something is labeled it is the same rule as ``gsx``
     (which differs only in its first pick on an empty labeled set) and as ``maxdist`` without
     a sketch.
-    """
 
-    requires = ("embedding",)
-    needs_labeled_prediction = True
+    Arguments (``half_features``): those of :class:`FeatureStrategy`.
+    """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
         labeled = labeled_embedding(type(self).__name__, prediction, context)

@@ -8,18 +8,22 @@ import torch
 from torch import Tensor
 
 from regal_torch.models.prediction import Prediction
-from regal_torch.strategies.base import SelectionContext, Strategy
+from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.features import (
+    FeatureStrategy,
+    compute_dtype,
     labeled_embedding,
     labeled_targets,
+    row_blocks,
     sq_distances_to,
+    sq_norms,
 )
 
 # Pool rows per block for the distances to the labeled set.
 _BLOCK_ROWS = 4096
 
 
-class ImprovedGreedySamplingStrategy(Strategy):
+class ImprovedGreedySamplingStrategy(FeatureStrategy):
     """iGS: pick the pool molecule maximising ``min_m ||x - x_m|| |y - y_m|`` over the labeled
     and already picked molecules ``m``, and repeat.
 
@@ -27,21 +31,19 @@ class ImprovedGreedySamplingStrategy(Strategy):
     labeled set (a picked molecule stands in with its predicted mean, as in
     scikit-activeml). The first step costs ``O(N L D)`` in blocks of rows, each later one
     ``O(N D)``.
-    """
 
-    requires = ("embedding",)
-    needs_labeled_prediction = True
+    Arguments (``half_features``): those of :class:`FeatureStrategy`.
+    """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
         name = type(self).__name__
         x, mean = prediction.embedding, prediction.mean
         targets = labeled_targets(name, prediction, context)
-        labeled = labeled_embedding(name, prediction, context)
-        norms = x.square().sum(1)
+        labeled = labeled_embedding(name, prediction, context).to(compute_dtype(x))
+        norms = sq_norms(x)
         distance = torch.empty_like(mean)
-        for start in range(0, len(mean), _BLOCK_ROWS):
-            rows = slice(start, start + _BLOCK_ROWS)
-            dx = torch.cdist(x[rows], labeled)
+        for rows, block in row_blocks(x, _BLOCK_ROWS):
+            dx = torch.cdist(block, labeled)
             dy = (mean[rows, None] - targets[None, :]).abs()
             distance[rows] = (dx * dy).min(1).values
         taken = torch.zeros(len(prediction), dtype=torch.bool, device=mean.device)

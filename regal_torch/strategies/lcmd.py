@@ -31,7 +31,7 @@ class LCMDStrategy(KernelStrategy):
                 row = int(centers.norms.argmax())
             else:
                 distance = centers.sq_dist
-                sizes = torch.zeros(centers.n_centers, dtype=pool.dtype, device=pool.device)
+                sizes = distance.new_zeros(centers.n_centers)
                 sizes.index_add_(0, centers.closest, distance.clamp_min(0))
                 scores = distance.masked_fill(centers.closest != sizes.argmax(), -torch.inf)
                 if scores.max() == -torch.inf:  # only duplicates of centers are left
