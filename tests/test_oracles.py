@@ -91,6 +91,7 @@ def test_a_round_where_every_calculation_fails_stops_and_is_retried(smiles_file,
         "compute them again"
     )
     assert (pd.read_csv(query, keep_default_na=False)["error"] == "").all()  # to be retried
+    # oracle.* options are result-neutral: another function resumes the same run
     loop = ActiveLoop(compose_config([*overrides, *_function(), "loop.rounds=0"]), run_dir)
     loop.run()
     dm = loop.dm  # the oracle fixed: the start set is computed
