@@ -308,11 +308,9 @@ class ActiveLoop:
         scaling, either way."""
         pl.seed_everything(round_seed(self.cfg.seed, r, TRAIN), verbose=False)
         scaling = TargetScaler(*self.dm.target_scaling())
-        inputs = self.dm.model_inputs()
-        model = instantiate(self.cfg.model)(**inputs, target_scaling=scaling)
+        model = instantiate(self.cfg.model)(**self.dm.model_inputs(), target_scaling=scaling)
         if self.cfg.loop.warm_start and self.weights is not None:
-            model.load_state_dict(self.weights)
-            model.set_scaling(scaling, inputs.get("feature_scaling"))
+            model.load_weights(self.weights)  # keeps this round's scaling
         return model
 
     def _round(self, r: int, acquire: bool) -> dict[str, Any]:

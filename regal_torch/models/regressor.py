@@ -79,12 +79,17 @@ class Regressor(pl.LightningModule):
         """Set the standardisation of the target (original units)."""
         self.target_scaler.set(mean, std)
 
-    def set_scaling(self, target: TargetScaler, features: FeatureScaler | None = None) -> None:
-        """Take over the target scaling and (on a table) the feature scaling of another fit,
-        e.g. after loading the previous round's weights (warm start)."""
-        self.set_target_scaling(target.mean.item(), target.std.item())
-        if features is not None:
-            self.feature_scaler.load_state_dict(features.state_dict())
+    def load_weights(self, weights: dict[str, Tensor]) -> None:
+        """Load another fit's ``state_dict`` (warm start) but keep this model's target and
+        feature scaling (the scaler modules may be shared with the caller, so they are
+        copied before the load and put back after it)."""
+        own = {
+            key: value.clone()
+            for key, value in self.state_dict().items()
+            if key.startswith(("target_scaler.", "feature_scaler."))
+        }
+        self.load_state_dict(weights)
+        self.load_state_dict(own, strict=False)
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
