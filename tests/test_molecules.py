@@ -74,6 +74,7 @@ def test_unparseable_smiles_refused_with_on_invalid_error(tmp_path):
             r"duplicate id 'a' at line 2, line 3",
         ),
         ("smiles,target\nC1CC,1\n", {}, r"no readable molecule"),
+        ("smiles,target\n", {}, r"no readable molecule"),
     ],
 )
 def test_bad_csv_gives_one_clear_line(tmp_path, text, kwargs, message):

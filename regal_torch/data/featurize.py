@@ -102,10 +102,16 @@ def _append_codes(
     atomic_nums: list[int],
     num_hs: list[int],
 ) -> None:
-    """Appends the column codes of one molecule's atoms and bonds to flat lists."""
+    """Appends the column codes of one molecule's atoms and bonds to flat lists.
+
+    Atoms and bonds are fetched by index: RDKit's ``GetAtoms()`` / ``GetBonds()`` sequences
+    are Python wrappers that cost about as much again as the features themselves.
+    """
     na, nb = ATOM_FEATURE_DIM, BOND_FEATURE_DIM
     elem_col, hyb_col, charge_col, bond_col = _ELEMENT_COL, _HYB_COL, _CHARGE_COL, _BOND_TYPE_COL
-    for atom in mol.GetAtoms():
+    atom_at, bond_at = mol.GetAtomWithIdx, mol.GetBondWithIdx
+    for i in range(mol.GetNumAtoms()):
+        atom = atom_at(i)
         z = atom.GetAtomicNum()
         h = atom.GetTotalNumHs()
         atom_codes += (
@@ -119,7 +125,8 @@ def _append_codes(
         )
         atomic_nums.append(z)
         num_hs.append(h)
-    for bond in mol.GetBonds():
+    for i in range(mol.GetNumBonds()):
+        bond = bond_at(i)
         ends += (bond.GetBeginAtomIdx(), bond.GetEndAtomIdx())
         bond_codes += (
             bond_col.get(bond.GetBondType(), nb),

@@ -161,6 +161,8 @@ def _check(path: Path, word: str, folder: Path, columns: dict[str, str | None]) 
     """Refuses repeated declared ids and a file without a readable molecule; returns the
     warnings to give at every load (without the file's name). Removes ``canonical.npy``
     and, where the file's titles repeat, the ids (they become ``row<i>``)."""
+    if not (folder / "rows.npy").is_file():  # the file has no row
+        raise RegalError(f"{path}: no readable molecule")
     load = lambda name: np.load(folder / f"{name}.npy", mmap_mode="r")  # noqa: E731
     places = load("places")
     warnings = []

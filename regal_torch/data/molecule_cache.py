@@ -72,8 +72,11 @@ def open_cache(
         RegalError: the file is unreadable or inconsistent (see the readers), or the cache
             folder is damaged.
     """
+    content = hashlib.sha256()
     with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        while block := f.read(1 << 22):
+            content.update(block)
+    digest = content.hexdigest()
     key = {
         "format": CACHE_FORMAT,
         "featurizer": featurize.FEATURIZER_VERSION,
