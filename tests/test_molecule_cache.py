@@ -212,4 +212,5 @@ def test_pickling_keeps_the_folder_not_the_arrays(tmp_path, smiles):
     blob = pickle.dumps(ds)
     assert len(blob) < ds.cache.arrays["atom_codes"].nbytes  # smaller than the codes alone
     _assert_same_items(ds, pickle.loads(blob))
-    assert isinstance(ds.cache.arrays["atom_codes"], np.memmap)
+    codes = ds.cache.arrays["atom_codes"]  # a read-only view of the mapped file
+    assert isinstance(codes.base, np.memmap) and not codes.flags.writeable

@@ -106,7 +106,11 @@ class MoleculeCache:
     def _open(self) -> None:
         try:
             self.meta: dict[str, Any] = json.loads((self.folder / "meta.json").read_text())
-            self.arrays = {p.stem: np.load(p, mmap_mode="r") for p in self.folder.glob("*.npy")}
+            # plain read-only views of the maps: slicing an np.memmap costs Python calls
+            self.arrays = {
+                p.stem: np.load(p, mmap_mode="r").view(np.ndarray)
+                for p in self.folder.glob("*.npy")
+            }
             self.rows = np.array(self.arrays["rows"])
         except (OSError, ValueError, KeyError) as exc:
             raise RegalError(
