@@ -214,3 +214,15 @@ def test_pickling_keeps_the_folder_not_the_arrays(tmp_path, smiles):
     _assert_same_items(ds, pickle.loads(blob))
     codes = ds.cache.arrays["atom_codes"]  # a read-only view of the mapped file
     assert isinstance(codes.base, np.memmap) and not codes.flags.writeable
+
+
+def test_a_damaged_gzip_file_is_one_line_naming_where_reading_stopped(tmp_path):
+    rows = "".join(f"{'C' * (i % 7 + 1)}O,{i}\n" for i in range(20_000))
+    data = _write(tmp_path / "m.csv.gz", "smiles,target\n" + rows).read_bytes()
+    (tmp_path / "cut.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RegalError, match=r"cut.csv.gz: line \d+: not a readable gzip file"):
+        MoleculeDataset(str(tmp_path / "cut.csv.gz"), cache_dir=tmp_path / "c")
+    (tmp_path / "plain.smi.gz").write_text("CCO\n")
+    with pytest.raises(RegalError, match=r"plain.smi.gz: line 1: not a readable gzip file"):
+        MoleculeDataset(str(tmp_path / "plain.smi.gz"), cache_dir=tmp_path / "c")
+    assert _folders(tmp_path / "c") == []

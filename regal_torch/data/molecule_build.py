@@ -52,14 +52,20 @@ def build_cache(
     """Featurises ``path`` into ``folder``, atomically (:mod:`.molecule_cache` says how)."""
     start = time.perf_counter()
     word, rows = molecule_rows(path, **columns)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()
-    for old in folder.parent.glob(f"{glob.escape(folder.name)}.partial-{host}-*"):
-        pid = int(old.name.rsplit("-", 1)[1])
-        if pid == os.getpid() or not _alive(pid):
-            shutil.rmtree(old, ignore_errors=True)
     partial = folder.with_name(f"{folder.name}.partial-{host}-{os.getpid()}")
-    partial.mkdir()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        for old in folder.parent.glob(f"{glob.escape(folder.name)}.partial-{host}-*"):
+            pid = int(old.name.rsplit("-", 1)[1])
+            if pid == os.getpid() or not _alive(pid):
+                shutil.rmtree(old, ignore_errors=True)
+        partial.mkdir()
+    except OSError as exc:
+        raise RegalError(
+            f"{folder.parent}: cannot write the molecule cache ({exc}); set data.cache_dir "
+            "to a writable folder"
+        ) from exc
     log.info("%s: featurising into %s with %d processes", path, folder, workers)
     try:
         writer = _Writer(partial)

@@ -58,10 +58,11 @@ def _open(path: Path, text: bool) -> IO:
     return opener(path, "rb")
 
 
-def _unreadable(path: Path, exc: BaseException) -> RegalError:
+def _unreadable(path: Path, exc: BaseException, place: str) -> RegalError:
+    """The error for a file that cannot be decoded, naming where reading stopped."""
     if isinstance(exc, UnicodeDecodeError):
-        return RegalError(f"{path}: not a readable text file (not UTF-8 text: {exc})")
-    return RegalError(f"{path}: not a readable gzip file ({exc})")
+        return RegalError(f"{path}: {place}: not a readable text file (not UTF-8 text: {exc})")
+    return RegalError(f"{path}: {place}: not a readable gzip file ({exc})")
 
 
 _READ_ERRORS = (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -101,7 +102,7 @@ def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
                     )
                 yield start, fields if len(fields) == width else (fields + [""] * width)[:width]
     except _READ_ERRORS as exc:
-        raise _unreadable(path, exc) from exc
+        raise _unreadable(path, exc, f"line {line + 1}") from exc
     except csv.Error as exc:
         raise RegalError(f"{path}: line {line + 1}: not a readable CSV file ({exc})") from exc
     if header is None:
@@ -168,7 +169,7 @@ def _csv_molecules(
 
 
 def _smi_molecules(path: Path) -> Iterator[Row]:
-    row = 0
+    row = line = 0
     try:
         with _open(path, text=True) as f:
             for line, text in enumerate(f, 1):
@@ -179,7 +180,7 @@ def _smi_molecules(path: Path) -> Iterator[Row]:
                 yield line, parts[0], "", name or f"row{row}", None
                 row += 1
     except _READ_ERRORS as exc:
-        raise _unreadable(path, exc) from exc
+        raise _unreadable(path, exc, f"line {line + 1}") from exc
 
 
 def _sdf_molecules(path: Path, target_column: str | None, id_column: str | None) -> Iterator[Row]:
@@ -195,7 +196,7 @@ def _sdf_molecules(path: Path, target_column: str | None, id_column: str | None)
                 ident = _prop(mol, id_column or "_Name") or f"row{record - 1}"
                 yield record, smiles, _prop(mol, target_column), ident, mol
     except _READ_ERRORS as exc:
-        raise _unreadable(path, exc) from exc
+        raise _unreadable(path, exc, f"record {record + 1}") from exc
     for key, column in (("data.target_column", target_column), ("data.id_column", id_column)):
         if record and column is not None and column not in props:
             raise RegalError(_missing(path, "property", column, key, sorted(props)))
