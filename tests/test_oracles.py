@@ -121,6 +121,18 @@ def test_timeouts_and_crashes_fail_only_their_molecule(smiles_file, tmp_path):
     }
 
 
+def test_progress_bar_and_timing_line(tmp_path, capsys):
+    ids, positions = ["m10", "m13", "m14"], torch.arange(3)
+    oracle = FunctionOracle(tmp_path, ids, ["C", "CC", "CCC"], function="fake_oracle:label")
+    oracle.show = True  # progress=auto: stderr is no terminal under pytest
+    oracle.ask(1, positions, torch.zeros(3), torch.ones(3))
+    oracle.answers(1, positions)
+    out, err = capsys.readouterr()
+    assert "labels round_001.csv" in err and "3/3" in err and "failed 1" in err
+    assert "round_001.csv: 2 labels computed, 1 failed; " in out
+    assert "s per molecule with 1 at a time" in out
+
+
 def test_function_oracle_options_are_checked(tmp_path):
     with pytest.raises(RegalError, match=r"oracle.function='fake_oracle' must name a callable"):
         FunctionOracle(tmp_path, [], [], function="fake_oracle")
