@@ -123,3 +123,13 @@ def test_unknown_pooling_is_refused(qm9_small):
         MCDropoutRegressor(
             qm9_small.num_node_features, qm9_small.num_edge_features, 8, pooling="median"
         )
+
+
+def test_feature_scaler_standardises_columns_and_a_constant_one_becomes_zero():
+    from regal_torch.models.feature_scaling import FeatureScaler
+
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    scaler = FeatureScaler.fit(x)
+    assert torch.equal(scaler(x), torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match="positive std"):
+        FeatureScaler(torch.zeros(2), torch.tensor([1.0, 0.0]))
