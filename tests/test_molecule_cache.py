@@ -226,3 +226,17 @@ def test_a_damaged_gzip_file_is_one_line_naming_where_reading_stopped(tmp_path):
     with pytest.raises(RegalError, match=r"plain.smi.gz: line 1: not a readable gzip file"):
         MoleculeDataset(str(tmp_path / "plain.smi.gz"), cache_dir=tmp_path / "c")
     assert _folders(tmp_path / "c") == []
+
+
+def test_featurising_options_leave_a_runs_fingerprint_alone(tmp_path):
+    """Another data.num_workers or data.cache_dir resumes the same run (same molecules)."""
+    from conftest import compose_config
+
+    from regal_torch.loop.neutral_keys import fingerprint
+
+    base = ["data=molecules", f"data.path={tmp_path / 'm.csv'}"]
+    other = [*base, "data.num_workers=1", f"data.cache_dir={tmp_path}"]
+    assert fingerprint(compose_config(base)) == fingerprint(compose_config(other))
+    assert fingerprint(compose_config(base)) != fingerprint(
+        compose_config([*base, "data.smiles_column=s"])
+    )
