@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gpytorch
 import pytorch_lightning as pl
 import torch
@@ -9,13 +11,12 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from regal_torch.models.exact_gp import ExactGPModel
-from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.posterior_regressor import PosteriorRegressor
 from regal_torch.models.readout import encoder_readout, pooled
-from regal_torch.models.target_scaling import TargetScaler
+from regal_torch.models.regressor import NetworkRegressor
 
 
-class DeepKernelGP(PosteriorRegressor):
+class DeepKernelGP(PosteriorRegressor, NetworkRegressor):
     r"""Deep kernel learning (Wilson et al., AISTATS 2016) on molecular graphs.
 
     .. math::
@@ -44,20 +45,16 @@ class DeepKernelGP(PosteriorRegressor):
     would see other batches than in earlier versions of this model).
 
     Args:
-        node_dim, edge_dim, hidden_dim, num_layers, dropout, pooling: The encoder, as for
-            :class:`regal_torch.models.gnn_regressor.GNNRegressor` (dropout in training
-            only, default 0.0).
+        network: The encoder's arguments, positional (``node_dim``, ``edge_dim``,
+            ``hidden_dim``, ...; :class:`regal_torch.models.regressor.NetworkRegressor`);
+            ``lr`` and ``weight_decay`` are the encoder's, ``dropout`` is in training only.
         feature_dim: Dimension d of the GP inputs (default 16).
         kernel: ``"rbf"`` or ``"matern"`` (Matérn 5/2; default ``"rbf"``).
-        lr: AdamW learning rate of the encoder (default 1e-3), cosine-annealed.
         gp_lr: Adam learning rate of the GP hyperparameters (default 1e-2).
-        weight_decay: AdamW weight decay of the encoder (default 0).
         exact_max: Largest labeled set conditioned on exactly (default 3000; None: always).
         inducing_points: Inducing inputs of the variational posterior above ``exact_max``
             (default 1000).
-        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
-        feature_scaling: A table's input standardisation (see
-            :class:`regal_torch.models.regressor.Regressor`).
+        options: The encoder's arguments by name (as ``network``).
 
     Shapes:
         batch: a PyG ``Batch`` of B graphs; ``features`` -> ``[B, feature_dim]``;
@@ -69,26 +66,17 @@ class DeepKernelGP(PosteriorRegressor):
 
     def __init__(
         self,
-        node_dim: int,
-        edge_dim: int | None,
-        hidden_dim: int = 128,
-        num_layers: int = 3,
-        dropout: float = 0.0,
-        pooling: str = "mean",
+        *network: Any,
         feature_dim: int = 16,
         kernel: str = "rbf",
-        lr: float = 1e-3,
         gp_lr: float = 1e-2,
-        weight_decay: float = 0.0,
         exact_max: int | None = 3000,
         inducing_points: int = 1000,
-        target_scaling: TargetScaler | None = None,
-        feature_scaling: FeatureScaler | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(exact_max, inducing_points, target_scaling, feature_scaling)
+        super().__init__(*network, exact_max=exact_max, inducing_points=inducing_points, **options)
         if kernel not in ("rbf", "matern"):
             raise ValueError(f"model.kernel must be rbf or matern; got {kernel!r}")
-        self.save_hyperparameters(ignore=["target_scaling", "feature_scaling"])
         self.encoder, self.pool, self.project = encoder_readout(self.hparams, feature_dim)
         base = (
             gpytorch.kernels.RBFKernel(ard_num_dims=feature_dim)

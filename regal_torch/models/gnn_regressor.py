@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch
 
-from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.gradient_features import (
     GradientLayer,
     cached_sketch,
@@ -19,11 +18,10 @@ from regal_torch.models.gradient_features import (
 from regal_torch.models.grouped_gine import linear
 from regal_torch.models.prediction import PredictionRequest
 from regal_torch.models.readout import encoder_readout, pooled
-from regal_torch.models.regressor import Regressor
-from regal_torch.models.target_scaling import TargetScaler
+from regal_torch.models.regressor import NetworkRegressor
 
 
-class GNNRegressor(Regressor):
+class GNNRegressor(NetworkRegressor):
     r"""GINE encoder -> graph pooling -> ReLU layer -> dropout -> linear output.
 
     .. math::
@@ -39,22 +37,13 @@ class GNNRegressor(Regressor):
     (:func:`regal_torch.models.readout.encoder_readout`).
 
     A subclass defines ``predict_step``; :attr:`prediction_request` says what the caller
-    will use (:func:`regal_torch.models.prediction.predict` sets it). Every argument is saved
-    in ``hparams`` (the scalings as modules instead).
+    will use (:func:`regal_torch.models.prediction.predict` sets it).
 
     Args:
-        node_dim: Number of atom features (a table: of feature columns).
-        edge_dim: Number of bond features; None for a table (MLP encoder).
-        hidden_dim: Width of encoder and head (default 128).
-        num_layers: Message passing (a table: MLP) layers (default 3).
-        dropout: Dropout probability in encoder and head (default 0.0).
-        pooling: Readout: ``"mean"``, ``"sum"`` or ``"max"`` (default ``"mean"``).
-        lr: AdamW learning rate (default 1e-3), annealed with a cosine schedule over
-            ``trainer.max_epochs``.
-        weight_decay: AdamW weight decay (default 0).
+        network: :class:`regal_torch.models.regressor.NetworkRegressor`'s arguments,
+            positional (``node_dim``, ``edge_dim``, ``hidden_dim``, ...).
         members: None for one network (default), M for M networks run together.
-        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
-        feature_scaling: A table's input standardisation (see :class:`Regressor`).
+        options: :class:`regal_torch.models.regressor.NetworkRegressor`'s arguments by name.
 
     Shapes:
         :meth:`_embed`: ``[B, hidden_dim]`` (``[M, B, hidden_dim]`` with members);
@@ -63,23 +52,10 @@ class GNNRegressor(Regressor):
 
     prediction_request = PredictionRequest()
 
-    def __init__(
-        self,
-        node_dim: int,
-        edge_dim: int | None,
-        hidden_dim: int = 128,
-        num_layers: int = 3,
-        dropout: float = 0.0,
-        pooling: str = "mean",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        members: int | None = None,
-        target_scaling: TargetScaler | None = None,
-        feature_scaling: FeatureScaler | None = None,
-    ) -> None:
-        super().__init__(target_scaling, feature_scaling)
-        self.save_hyperparameters(ignore=["target_scaling", "feature_scaling"])
+    def __init__(self, *network: Any, members: int | None = None, **options: Any) -> None:
+        super().__init__(*network, **options)
         # encoder, pool, head_hidden, head_out: in this order (their seeded initial weights)
+        hidden_dim = self.hparams.hidden_dim
         self.encoder, self.pool, self.head_hidden = encoder_readout(
             self.hparams, hidden_dim, members
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -10,12 +11,10 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from regal_torch.models.exact_gp import ExactGPModel, ExactPosterior
-from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.gp_posterior import GPPosterior
 from regal_torch.models.prediction import Prediction
 from regal_torch.models.regressor import Regressor
 from regal_torch.models.sparse_gp import SparsePosterior
-from regal_torch.models.target_scaling import TargetScaler
 
 
 class PosteriorRegressor(Regressor):
@@ -32,10 +31,12 @@ class PosteriorRegressor(Regressor):
     there is one (Lightning's sanity check).
 
     Args:
+        bases: The next base class's arguments, positional and by name (``target_scaling``,
+            ``feature_scaling`` of :class:`regal_torch.models.regressor.Regressor`, or a deep
+            kernel's encoder arguments, :class:`regal_torch.models.regressor.NetworkRegressor`).
         exact_max: Largest training set conditioned on exactly (None: always exact); above
             it, the variational sparse posterior with ``inducing_points`` inducing inputs.
         inducing_points: Number of inducing inputs of the sparse posterior.
-        target_scaling, feature_scaling: See :class:`regal_torch.models.regressor.Regressor`.
 
     Shapes:
         ``features``: batch of B graphs -> ``[B, D]``; ``forward`` -> ``[B]``.
@@ -45,12 +46,12 @@ class PosteriorRegressor(Regressor):
 
     def __init__(
         self,
+        *bases: Any,
         exact_max: int | None = None,
         inducing_points: int = 1000,
-        target_scaling: TargetScaler | None = None,
-        feature_scaling: FeatureScaler | None = None,
+        **base_options: Any,
     ) -> None:
-        super().__init__(target_scaling, feature_scaling)
+        super().__init__(*bases, **base_options)
         if inducing_points < 1:
             raise ValueError(f"model.inducing_points must be >= 1; got {inducing_points}")
         self.exact_max, self.inducing_points = exact_max, inducing_points

@@ -126,6 +126,45 @@ class Regressor(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
+class NetworkRegressor(Regressor):
+    """Base of the regressors with a trained encoder (GINE message passing on molecules, an
+    MLP on a table): the encoder's and the optimiser's arguments, documented here once.
+
+    Every argument, and every argument of the subclasses' constructors, is saved in
+    ``hparams`` (the scalings as modules instead); a subclass builds its encoder from them
+    with :func:`regal_torch.models.readout.encoder_readout`.
+
+    Args:
+        node_dim: Number of atom features (a table: of feature columns).
+        edge_dim: Number of bond features; None for a table (MLP encoder).
+        hidden_dim: Width of the encoder (default 128).
+        num_layers: Message passing (a table: MLP) layers (default 3).
+        dropout: Dropout probability (default 0.0).
+        pooling: Readout, ``"mean"``, ``"sum"`` or ``"max"`` (default ``"mean"``; unused on a
+            table).
+        lr: AdamW learning rate (default 1e-3), cosine-annealed over ``trainer.max_epochs``.
+        weight_decay: AdamW weight decay (default 0).
+        target_scaling: The target's scaling; None (default): the datamodule's at fit start.
+        feature_scaling: A table's input standardisation (see :class:`Regressor`).
+    """
+
+    def __init__(
+        self,
+        node_dim: int,
+        edge_dim: int | None,
+        hidden_dim: int = 128,
+        num_layers: int = 3,
+        dropout: float = 0.0,
+        pooling: str = "mean",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        target_scaling: TargetScaler | None = None,
+        feature_scaling: FeatureScaler | None = None,
+    ) -> None:
+        super().__init__(target_scaling, feature_scaling)
+        self.save_hyperparameters(ignore=["target_scaling", "feature_scaling"])
+
+
 def sample_statistics(samples: Tensor) -> dict[str, Tensor]:
     """``mean``, ``var`` (floored at :data:`MIN_VAR`) and ``samples`` of stochastic
     predictions, as :class:`regal_torch.models.prediction.Prediction` fields.
