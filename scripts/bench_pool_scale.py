@@ -2,13 +2,13 @@
 pool prediction holds. Writes the ``pool-scale`` section of BENCHMARKS.md.
 
 Each measurement runs in a fresh process (peak resident memory, ``VmHWM``, is per process and
-never goes down), on 2 threads. A strategy gets the pool prediction it asks for
-(:meth:`Strategy.request`), made up: ``--pool`` rows (default 1,000,000) of 128 features
+never goes down), on one thread, three at a time. A strategy gets the pool prediction it asks
+for (:meth:`Strategy.request`), made up: ``--pool`` rows (default 1,000,000) of 128 features
 (embedding, or gradients for ``kernel=grad``) drawn as a Gaussian mixture on a low-rank
 subspace (as in ``scripts/bench_strategies.py``), 20 MC samples where it asks for uncertainty,
 float32, or float16 features with ``strategy.half_features=true``; the labeled set's
-prediction over 1,000 rows, and ``k = 200``. The peak is that of the whole process: imports,
-the prediction and the selection.
+prediction over 1,000 rows, and ``k = 200`` (20 for the 512-dimensional rows). The peak is that
+of the whole process: imports, the prediction and the selection.
 
 Streamed prediction: :func:`regal_torch.models.prediction.predict` with a stand-in model whose
 ``predict_step`` computes 128 features from each row's index (cheap, so the cost measured is
@@ -32,19 +32,20 @@ from pathlib import Path
 import torch
 
 DIM, LABELED, K, SAMPLES = 128, 1_000, 200, 20
-# One thread per process, two processes at a time: on 2 busy cores, OpenMP threads that wait
+# One thread per process, three processes at a time: on 2 busy cores, OpenMP threads that wait
 # for each other slow a selection down 5-10x.
-THREADS, CONCURRENT = 1, 2
+THREADS, CONCURRENT = 1, 3
 PREDICTIONS = ("before", "float32", "half")
-# (row name, strategy config, overrides, feature dimension)
+# (row name, strategy config, overrides, feature dimension, k). Peak memory does not depend on
+# k (the per-pick temporaries are [N] vectors), so the 512-dimensional rows pick fewer.
 RUNS = [
-    (stem, stem, [], DIM)
+    (stem, stem, [], DIM, K)
     for stem in sorted(p.stem for p in (Path(__file__).parents[1] / "configs/strategy").iterdir())
 ] + [
-    ("covariance, source=embedding", "covariance", ["strategy.source=embedding"], DIM),
-    ("lcmd, half_features", "lcmd", ["strategy.half_features=true"], DIM),
-    ("lcmd_grad, sketch 512", "lcmd_grad", [], 512),
-    ("lcmd_grad, sketch 512, half_features", "lcmd_grad", ["strategy.half_features=true"], 512),
+    ("covariance, source=embedding", "covariance", ["strategy.source=embedding"], DIM, K),
+    ("lcmd, half_features", "lcmd", ["strategy.half_features=true"], DIM, K),
+    ("lcmd_grad, sketch 512", "lcmd_grad", [], 512, 20),
+    ("lcmd_grad, sketch 512, half_features", "lcmd_grad", ["strategy.half_features=true"], 512, 20),
 ]
 
 
@@ -90,7 +91,7 @@ def made_up_prediction(request, n: int, dim: int, seed: int):
     return Prediction(**parts)
 
 
-def one_strategy(config: str, overrides: list[str], pool: int, dim: int) -> dict:
+def one_strategy(config: str, overrides: list[str], pool: int, dim: int, k: int) -> dict:
     """Seconds and peak memory of one selection (run in its own process)."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
@@ -116,7 +117,7 @@ def one_strategy(config: str, overrides: list[str], pool: int, dim: int) -> dict
     )
     data = peak_rss_mb()
     start = time.perf_counter()
-    strategy.select(on_pool, K, context)
+    strategy.select(on_pool, k, context)
     return {
         "seconds": time.perf_counter() - start,
         "imports_mb": base,
@@ -170,25 +171,25 @@ def measure(args: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pool", type=int, default=1_000_000)
-    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)  # CONFIG DIM OVERRIDES...
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)  # CONFIG DIM K OVERRIDES...
     parser.add_argument("--predict", help=argparse.SUPPRESS)  # before | float32 | half
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     if args.one:
-        config, dim, *overrides = args.one
-        print(json.dumps(one_strategy(config, overrides, args.pool, int(dim))))
+        config, dim, k, *overrides = args.one
+        print(json.dumps(one_strategy(config, overrides, args.pool, int(dim), int(k))))
         return
     if args.predict:
         print(json.dumps(one_prediction(args.predict, args.pool)))
         return
     load = [os.getloadavg()[0]]
     pool = ["--pool", str(args.pool)]
-    jobs = [[*pool, "--one", config, str(dim), *overrides] for _, config, overrides, dim in RUNS]
+    jobs = [[*pool, "--one", config, str(dim), str(k), *more] for _, config, more, dim, k in RUNS]
     jobs += [[*pool, "--predict", mode] for mode in PREDICTIONS]
     with ThreadPoolExecutor(CONCURRENT) as executor:
         results = list(executor.map(measure, jobs))
     load.append(os.getloadavg()[0])
-    strategies = [(name, result) for (name, *_), result in zip(RUNS, results, strict=False)]
+    strategies = list(zip(RUNS, results, strict=False))
     predictions = list(zip(PREDICTIONS, results[len(RUNS) :], strict=True))
     sys.path.insert(0, str(Path(__file__).parent))
     from benchmarks_file import write_section
@@ -205,22 +206,29 @@ def report(pool: int, strategies: list, predictions: list, load: list[float]) ->
         "## A million-molecule pool: every strategy, and streamed pool prediction",
         "",
         f"Pool of {pool:,} made-up predictions ({DIM} features unless named, float32 unless "
-        f"`half_features`), {LABELED:,} labeled, k = {K}; one fresh process per row, "
+        f"`half_features`), {LABELED:,} labeled; one fresh process per row, "
         f"{THREADS} thread each, {CONCURRENT} at a time; torch {torch.__version__}. 1-minute "
         f"load average {load[0]:.1f} at the start and {load[1]:.1f} at the end on 2 cores "
         "(other jobs running), so times are slower than on an idle machine. Peak: the "
-        "process's peak resident memory (`VmHWM`), imports included; prediction: what the "
-        "made-up pool and labeled predictions add; selection: what the strategy adds on top. "
-        "Goal: peak at most 4,096 MB.",
+        "process's peak resident memory (`VmHWM`), imports included; prediction: what making "
+        "the made-up pool and labeled predictions added (their own temporaries included); "
+        "selection: what the strategy adds on top. Goal: peak at most 4,096 MB.",
         "",
-        "| strategy | seconds | peak (MB) | imports (MB) | prediction (MB) | selection (MB) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| strategy | k | seconds | peak (MB) | imports (MB) | prediction (MB) | selection (MB) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, r in strategies:
+    for (name, *_, k), r in strategies:
         lines.append(
-            f"| {name} | {r['seconds']:.1f} | {r['peak_mb']:,.0f} | {r['imports_mb']:,.0f} | "
+            f"| {name} | {k} | {r['seconds']:.1f} | {r['peak_mb']:,.0f} | {r['imports_mb']:,.0f} | "
             f"{r['data_mb'] - r['imports_mb']:,.0f} | {r['peak_mb'] - r['data_mb']:,.0f} |"
         )
+    (top, *_), worst = max(strategies, key=lambda row: row[1]["peak_mb"])
+    over = [name for (name, *_), r in strategies if r["peak_mb"] > 4096]
+    lines += [
+        "",
+        f"Largest peak: {worst['peak_mb']:,.0f} MB ({top}); "
+        + (f"over the goal: {', '.join(over)}." if over else "every strategy is within the goal."),
+    ]
     names = {
         "before": "before: `trainer.predict`'s list, then concatenated",
         "float32": "`predict`, streamed into buffers",
