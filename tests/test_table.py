@@ -8,11 +8,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import compose_config, quiet_trainer
+from hydra.utils import instantiate
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.table import TableDataset
 from regal_torch.errors import RegalError
 from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.loop.seeds import INITIAL, round_seed
 from regal_torch.models.dkl import DeepKernelGP
 from regal_torch.models.ensemble import EnsembleRegressor
 from regal_torch.models.gp import FingerprintGP
@@ -20,6 +22,7 @@ from regal_torch.models.mc_dropout import MCDropoutRegressor
 from regal_torch.models.prediction import PredictionRequest, predict
 from regal_torch.models.target_scaling import TargetScaler
 from regal_torch.run import CONFIG_DIR
+from regal_torch.strategies.base import SelectionContext
 
 DIABETES = Path(__file__).parent / "data" / "diabetes_150.csv"
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
@@ -192,3 +195,36 @@ def test_learn_mode_on_a_table(tmp_path):
     selected = pd.read_csv(run_dir / "selected.csv")
     assert sorted(selected.loc[selected["round"] == 1, "label"]) == [100.0, 150.0, 200.0]
     assert (run_dir / "queries" / "round_002.csv").is_file()
+
+
+def test_cold_start_on_a_table_scales_the_untrained_network_on_the_pool(tmp_path):
+    cfg = compose_config(_tiny(DIABETES, "loop/initial_strategy=kmeanspp", "model.hidden_dim=8"))
+    loop = ActiveLoop(cfg, tmp_path).open()
+    everyone = torch.arange(len(loop.dataset))
+    pool = everyone[~torch.isin(everyone, torch.cat([loop.dm.test, loop.dm.val]))]
+    seed = round_seed(cfg.seed, 0, INITIAL)
+    strategy = instantiate(cfg.loop.initial_strategy)
+    picks = {}
+    for scaled in (True, False):
+        pl.seed_everything(seed, verbose=False)
+        inputs = loop.dm.model_inputs(pool)
+        if not scaled:
+            del inputs["feature_scaling"]
+        model = instantiate(cfg.model)(**inputs)
+        prediction = predict(quiet_trainer(1), model, loop.dm.loader(pool), strategy.request())
+        context = SelectionContext(
+            pool=pool,
+            labeled=torch.empty(0, dtype=torch.long),
+            generator=torch.Generator().manual_seed(seed),
+        )
+        picks[scaled] = strategy.select(prediction, 10, context)
+    assert torch.equal(loop.dm.labeled.sort().values, picks[True].sort().values)
+    assert not torch.equal(picks[True].sort().values, picks[False].sort().values)
+
+
+def test_cold_start_on_fingerprints_is_refused_for_a_table(tmp_path):
+    overrides = _tiny(
+        DIABETES, "loop/initial_strategy=kmeanspp", "loop.initial_features=fingerprint"
+    )
+    with pytest.raises(RegalError, match="fingerprint needs molecules, and this data is a table"):
+        ActiveLoop(compose_config(overrides), tmp_path).open()

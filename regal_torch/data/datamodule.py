@@ -117,18 +117,20 @@ class ActiveDataModule(pl.LightningDataModule):
         std = y.std(correction=0).item() if y.numel() > 1 else 0.0
         return y.mean().item(), std if std > 0 else 1.0
 
-    def model_inputs(self) -> dict[str, Any]:
+    def model_inputs(self, scaling_rows: Tensor | None = None) -> dict[str, Any]:
         """What a model built for this data is given about its inputs: ``node_dim`` and
         ``edge_dim`` (the dataset's ``num_node_features`` and ``num_edge_features``; None for
         a table) and, on a table, ``feature_scaling``: a :class:`FeatureScaler` fitted on the
-        labeled rows' features. Every regressor takes them (and ``target_scaling``):
+        features of ``scaling_rows`` (``[R]`` dataset positions; None: the labeled rows).
+        Every regressor takes them (and ``target_scaling``):
         ``factory(**dm.model_inputs(), target_scaling=TargetScaler(*dm.target_scaling()))``."""
         inputs: dict[str, Any] = {
             "node_dim": self.dataset.num_node_features,
             "edge_dim": self.dataset.num_edge_features,
         }
         if inputs["edge_dim"] is None:
-            inputs["feature_scaling"] = FeatureScaler.fit(self.dataset.x[self.labeled])
+            rows = self.labeled if scaling_rows is None else scaling_rows
+            inputs["feature_scaling"] = FeatureScaler.fit(self.dataset.x[rows])
         return inputs
 
     @property

@@ -9,6 +9,9 @@
   random message-passing networks already place molecules of similar structure close together;
 - ``fingerprint``: Morgan fingerprints (radius 2, 2,048 bits) as the embedding.
 
+On a table (``data=table``) only ``model`` applies: the untrained network sees the features
+standardised on the whole pool (no row is labeled yet).
+
 ``random`` needs no features and draws exactly the set the loop drew before this option existed.
 """
 
@@ -39,15 +42,18 @@ def initial_picks(cfg: DictConfig, dataset, dm: ActiveDataModule, seed: int) -> 
         raise RegalError(f"loop.initial_features={features!r} must be one of {', '.join(FEATURES)}")
     request = strategy.request()
     prediction = None
+    if request is not None and features == "fingerprint" and dataset.num_edge_features is None:
+        raise RegalError(
+            "loop.initial_features=fingerprint needs molecules, and this data is a table: "
+            "use loop.initial_features=model (an untrained network on the standardised features)"
+        )
     if request is not None and features == "fingerprint":
         smiles = [dataset.smiles[i] for i in dm.pool.tolist()]
         embedding = morgan_fingerprints(smiles)
         prediction = Prediction(mean=torch.zeros(len(smiles)), embedding=embedding)
     elif request is not None:
         pl.seed_everything(seed, verbose=False)
-        model = instantiate(cfg.model)(
-            node_dim=dataset.num_node_features, edge_dim=dataset.num_edge_features
-        )
+        model = instantiate(cfg.model)(**dm.model_inputs(dm.pool))  # no labels: scale on the pool
         if hasattr(model, "posterior"):  # a GP predicts only once conditioned on labels
             raise RegalError(
                 f"loop.initial_features=model needs a model that predicts untrained, which "
