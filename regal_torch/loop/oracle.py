@@ -184,8 +184,8 @@ class ComputedOracle(QueryOracle):
             frame.iloc[row_of[ident], frame.columns.get_loc(column)] = text
             _write(path, frame)
             failures[0] += value is None
-            bar.set_postfix_str(f"failed {failures[0]}", refresh=False)
             bar.update(1)
+            bar.set_postfix_str(f"failed {failures[0]}")  # redrawn for each molecule
 
         start = time.perf_counter()
         try:
