@@ -114,7 +114,8 @@ def test_the_loop_gives_strategies_the_local_variance(tiny, tmp_path, seen_by_un
     assert torch.equal(scaled.mean, local.mean)
     ratio = local.var / scaled.var  # not one global factor: it varies from molecule to molecule
     assert ratio.max() > 1.5 * ratio.min()
-    assert torch.allclose(local.samples.var(0), local.var, rtol=1e-4)  # samples stretched too
+    # the strategy is handed only what it asks for (the samples' stretch: the test above)
+    assert local.samples is None
 
 
 @pytest.mark.parametrize(
