@@ -103,11 +103,15 @@ def test_command_line_wrong_value_is_one_line_exit_2(tiny, tmp_path, override, m
     assert len(out.stderr.splitlines()) == 1 and not run_dir.exists()
 
 
-def test_command_line_molecules_without_path_is_one_line_exit_2(tmp_path):
-    out = _run(["data=molecules", f"hydra.run.dir={tmp_path / 'run'}"])
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [("molecules", "a .csv, .smi or .sdf file, optionally .gz"), ("table", "a .csv file")],
+)
+def test_command_line_data_without_path_is_one_line_exit_2(tmp_path, data, kind):
+    out = _run([f"data={data}", f"hydra.run.dir={tmp_path / 'run'}"])
     assert out.returncode == 2, out.stderr
     assert out.stderr == (
-        "error: data.path has no value and is required: add data.path=... (a .csv or .sdf file)\n"
+        f"error: data.path has no value and is required: add data.path=... ({kind})\n"
     )
 
 

@@ -1,15 +1,15 @@
 """The active-learning loop: train -> predict pool -> select -> label -> record -> checkpoint.
 
-Model protocol: each round builds ``instantiate(cfg.model)(node_dim=..., edge_dim=...)``
-(with ``loop.warm_start``, loads the previous round's ``state_dict`` into it), trains it with
-``trainer.fit(model, datamodule=dm)`` and predicts test, val and pool with
-:func:`regal_torch.models.prediction.predict` (per-batch ``trainer.predict``, concatenated,
-then the model's optional ``complete_prediction`` hook, where GPs attach their block
-covariance). With ``loop.recalibrate``, the pool prediction that the strategy sees has its
-variance multiplied by the factor fitted on the validation set
-(:mod:`regal_torch.calibration`), or with ``loop.local_neighbours`` replaced by the local
-variance from the validation errors nearest in the embedding
-(:mod:`regal_torch.local_calibration`).
+Model protocol: each round builds ``instantiate(cfg.model)(**dm.model_inputs(),
+target_scaling=...)`` (with ``loop.warm_start``, loads the previous round's weights into it),
+trains it with ``trainer.fit(model, datamodule=dm)`` and predicts test, val and pool with
+:func:`regal_torch.models.prediction.predict` (``trainer.predict`` streamed batch by batch
+into per-field buffers of only the fields asked for, then the model's optional
+``complete_prediction`` hook, where GPs attach their block covariance). With
+``loop.recalibrate``, the pool prediction that the strategy sees has its variance multiplied
+by the factor fitted on the validation set (:mod:`regal_torch.calibration`), or with
+``loop.local_neighbours`` replaced by the local variance from the validation errors nearest
+in the embedding (:mod:`regal_torch.local_calibration`).
 """
 
 from __future__ import annotations

@@ -142,7 +142,10 @@ def check_config(cfg: DictConfig) -> None:
     """
     missing = _missing(OmegaConf.to_container(cfg, resolve=False), "")
     if missing:
-        hint = " (a .csv or .sdf file)" if missing[0] == "data.path" else ""
+        hint = ""
+        if missing[0] == "data.path":
+            table = str(OmegaConf.select(cfg, "data.dataset._target_")).endswith("TableDataset")
+            hint = " (a .csv file)" if table else " (a .csv, .smi or .sdf file, optionally .gz)"
         raise RegalError(f"{missing[0]} has no value and is required: add {missing[0]}=...{hint}")
     for key, rule in RULES.items():
         _apply(cfg, key, rule)
