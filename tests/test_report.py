@@ -228,6 +228,19 @@ def test_runs_of_different_targets_are_refused(tmp_path):
         report([tmp_path], tmp_path / "out")
 
 
+def test_a_run_older_than_the_unit_column_joins_the_others(tmp_path, capsys):
+    """A sweep resumed across versions: old runs wrote no unit, new ones do."""
+    _write_run(tmp_path / "a", "random", "mc_dropout", [1.0])
+    _write_run(tmp_path / "b", "random", "mc_dropout", [1.0])
+    history = pd.read_csv(tmp_path / "b" / "history.csv")
+    history.drop(columns="unit").to_csv(tmp_path / "b" / "history.csv", index=False)
+    report([tmp_path], tmp_path / "out")
+    assert "(eV)" in (tmp_path / "out" / "summary.md").read_text()
+    history.assign(unit="meV").to_csv(tmp_path / "b" / "history.csv", index=False)
+    with pytest.raises(RegalError, match=r"different units \(eV, meV\)"):
+        report([tmp_path], tmp_path / "out")
+
+
 @pytest.mark.parametrize("problem", ["missing dir", "no runs", "missing column", "corrupt config"])
 def test_bad_input_is_one_line_and_exit_2(problem, tmp_path, capsys):
     target, expected = tmp_path / "nope", "nope: no such directory"

@@ -57,11 +57,16 @@ def report(dirs: Sequence[Path], out: Path, loglog: bool = False) -> None:
             predict different targets.
     """
     runs = [read_run(path) for path in find_runs(dirs)]
-    targets = sorted({(run.data, run.target, run.unit) for run in runs})
+    targets = sorted({(run.data, run.target) for run in runs})
+    units = sorted({run.unit for run in runs if run.unit})  # runs older than the unit have ""
     if len(targets) > 1:
-        names = ", ".join(f"{data} {target}" for data, target, _ in targets)
+        names = ", ".join(f"{data} {target}" for data, target in targets)
         raise RegalError(f"the runs predict different targets ({names}); report them separately")
-    data, target, unit = targets[0]
+    if len(units) > 1:
+        raise RegalError(
+            f"the runs' targets are in different units ({', '.join(units)}); report them separately"
+        )
+    (data, target), unit = targets[0], (units[0] if units else "")
     quantity = f"{data} {target}"
     groups = group_runs(runs)
     calibration = calibration_columns(runs)
