@@ -47,7 +47,13 @@ def describe(run_dir: Path) -> str:
     if history:
         lines.append(f"  last test MAE: {history[-1]['test_mae']:.4f}")
     pending = state.get("pending")
-    if pending is not None:
+    if pending is not None and state["fingerprint"].get("oracle_computes"):
+        query = query_path(run_dir, len(history))
+        lines.append(
+            f"  computing: {len(pending)} molecules by the oracle ({query} holds those done)"
+        )
+        lines.append("  if the run was stopped, re-run the same command: it computes only the rest")
+    elif pending is not None:
         query = query_path(run_dir, len(history))
         lines.append(f"  pending query: {len(pending)} molecules to label in {query}")
         lines.append("  then re-run the same command")

@@ -44,6 +44,27 @@ def test_status_of_an_unfinished_run(finished_run, tmp_path, capsys):
     assert "no round finished yet" in capsys.readouterr().out
 
 
+def test_status_of_a_closed_loop_computing_its_labels(finished_run, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    from regal_torch.loop.state import read_state, save_state
+
+    run_dir = tmp_path / "closed"
+    shutil.copytree(finished_run, run_dir)
+    state = read_state(run_dir / "state.pt")
+    state["pending"] = torch.arange(7)
+    save_state(run_dir / "state.pt", state)
+    assert main([str(run_dir)]) == 0
+    assert "pending query: 7 molecules to label" in capsys.readouterr().out
+    state["fingerprint"]["oracle_computes"] = True  # oracle=function or command
+    save_state(run_dir / "state.pt", state)
+    assert main([str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "computing: 7 molecules by the oracle" in out and "to label" not in out
+
+
 def test_status_errors_are_one_line(finished_run, tmp_path, capsys):
     assert main([str(tmp_path / "absent")]) == 2
     assert "not a regal_torch run directory" in capsys.readouterr().err
