@@ -145,6 +145,10 @@ def test_every_config_option_composes_and_instantiates(group, option, tiny, qm9_
         csv.write_text("smiles,target\n" + "\n".join(rows) + "\n")
         overrides = [o for o in tiny if not o.startswith("data.")]
         overrides += ["data=molecules", f"data.path={csv}"]
+    if (group, option) == ("data", "table"):  # a real table (source: tests/data/README.md)
+        table = Path(__file__).parent / "data" / "diabetes_150.csv"
+        overrides = [o for o in tiny if not o.startswith(("data.subset", "data.dataset."))]
+        overrides += ["data=table", f"data.path={table}", "data.target_column=target"]
     if group == "model":  # the tiny overrides name MC-dropout's keys
         overrides = [o for o in overrides if not o.startswith("model.")]
     cfg = _cfg(overrides)
