@@ -106,6 +106,19 @@ def test_candidates_below_the_batch_size_are_refused(tiny, tmp_path):
         _run(tiny, tmp_path, "lcmd", "loop.candidates=5")
 
 
+def test_a_candidate_limit_of_at_least_the_pool_resumes_a_run_without_one(tiny, tmp_path):
+    """loop.candidates >= the pool does what null does, so a run started with either resumes
+    under the other; a limit below the pool changes the picks and is refused."""
+    from regal_torch.errors import RegalError
+
+    first = _run(tiny, tmp_path, "lcmd", "loop.candidates=null")
+    resumed = ActiveLoop(compose_config([*tiny, "strategy=lcmd", "loop.candidates=100000"]), tmp_path)
+    assert resumed.open().next_round == len(first.history)
+    assert [row["test_mae"] for row in resumed.history] == [row["test_mae"] for row in first.history]
+    with pytest.raises(RegalError, match="loop.candidates: state has None, config has 40"):
+        ActiveLoop(compose_config([*tiny, "strategy=lcmd", "loop.candidates=40"]), tmp_path).open()
+
+
 def test_streamed_scoring_keeps_what_is_asked_and_picks_as_in_memory(qm9_small):
     """predict() writes batches into per-field buffers (Lightning keeps no list of them) and
     gives the rows and LCMD picks that joining every batch's own prediction gives."""

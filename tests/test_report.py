@@ -272,3 +272,34 @@ def test_default_output_folder(known, tmp_path, monkeypatch):
     assert (known / "report" / "summary.md").is_file()
     assert main([str(known), str(known)]) == 0  # several DIRs: ./report
     assert (tmp_path / "report" / "summary.md").is_file()
+
+
+def test_runs_differing_in_an_option_other_than_the_seed_are_separate_groups(tmp_path, capsys):
+    """LCMD with and without loop.candidates in one folder: two groups, named by the option;
+    a neutral option (loop.rounds) and an option older runs lack do not split a group."""
+    maes = {None: [1.0, 0.8, 0.7], 20000: [1.0, 0.7, 0.5]}
+    for candidates, mae in maes.items():
+        for seed in (0, 1):
+            run = tmp_path / "sweep" / f"lcmd-{candidates}-{seed}"
+            _write_run(run, "lcmd", "mc_dropout", mae)
+            config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+            config["seed"] = seed
+            config["loop"] = {"candidates": candidates, "rounds": 2 + seed}
+            if seed == 1:
+                config["strategy"]["half_features"] = False  # absent from seed 0's config
+            (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    for seed in (0, 1):
+        _write_run(tmp_path / "sweep" / f"random-{seed}", "random", "mc_dropout", [1.0, 0.9, 0.8])
+    report([tmp_path / "sweep"], tmp_path / "out")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("strategy")
+    assert sorted(summary.index) == [
+        "lcmd [loop.candidates=20000]",
+        "lcmd [loop.candidates=None]",
+        "random",
+    ]
+    assert summary["n_seeds"].tolist() == [2, 2, 2]
+    assert summary.loc["lcmd [loop.candidates=20000]", "final_mae_mean"] == pytest.approx(0.5)
+    assert summary.loc["lcmd [loop.candidates=None]", "final_mae_mean"] == pytest.approx(0.7)
+    # both variants are compared with random: 0.8 reached at 200 and at 200 labels
+    assert summary.loc["lcmd [loop.candidates=None]", "labels_to_random_mae"] == pytest.approx(200)
+    assert "| lcmd [loop.candidates=20000] | mc_dropout | 2 |" in capsys.readouterr().out

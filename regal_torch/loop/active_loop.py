@@ -133,7 +133,12 @@ class ActiveLoop:
         if self.next_round is not None:
             return self
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        state = load_state(self.state_path, self.fingerprint)
+        n_pool = len(self.dm.pool)  # nothing labeled yet: the pool's size before round 0
+
+        def candidates(m: int | None) -> int | None:  # m >= the pool: every round sees it all
+            return None if m is None or m >= n_pool else m
+
+        state = load_state(self.state_path, self.fingerprint, {"loop.candidates": candidates})
         self.oracle = self._oracle()
         if state is None:
             self._label_initial()

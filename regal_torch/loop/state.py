@@ -8,6 +8,7 @@ import os
 import secrets
 import stat
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +142,17 @@ def _corrupt(path: Path, reason: str) -> RegalError:
     )
 
 
-def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+def load_state(
+    path: Path,
+    fingerprint: dict[str, Any],
+    effect: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> dict[str, Any] | None:
     """The state at ``path``, or None if there is none.
+
+    ``effect`` maps an option to a function of its value that returns what the value does on
+    this run (for example ``loop.candidates`` of at least the pool's size does what null does);
+    the state and the config are compared on that, so an option whose change has no effect on
+    this run does not block the resume.
 
     Temporary files that a killed :func:`atomic_write_bytes` left in the folder are removed
     once the state is accepted (the files they were to replace are intact), so a refused state
@@ -162,7 +172,14 @@ def load_state(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None
         return None
     state = read_state(path)
     saved = state["fingerprint"]
-    diff = [key for key in sorted(saved) if fingerprint.get(key) != saved[key]]
+    effect = effect or {}
+
+    def differs(key: str) -> bool:
+        if key not in fingerprint or key not in effect:
+            return fingerprint.get(key) != saved[key]
+        return effect[key](fingerprint[key]) != effect[key](saved[key])
+
+    diff = [key for key in sorted(saved) if differs(key)]
     if diff:
         shown = "; ".join(
             f"{k}: state has {saved.get(k)!r}, config has {fingerprint.get(k)!r}" for k in diff[:3]

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from regal_torch.report.summary import RANDOM
+from regal_torch.report.summary import is_random
 
 Curves = dict[tuple[str, str], pd.DataFrame]
 
@@ -80,7 +80,7 @@ def plot_learning_curves(
 
 def _random_baselines(curves: Curves) -> dict[str, pd.DataFrame]:
     """Each model's random-sampling mean curve (strategy ``random`` or ``RandomStrategy``)."""
-    return {model: curve for (strategy, model), curve in curves.items() if strategy in RANDOM}
+    return {model: curve for (strategy, model), curve in curves.items() if is_random(strategy)}
 
 
 def _plot_relative(ax: Axes, curves: Curves, baselines: dict[str, pd.DataFrame], log: bool) -> None:

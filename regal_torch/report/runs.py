@@ -7,8 +7,9 @@ A run directory is a folder holding ``history.csv`` and ``.hydra/config.yaml``: 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regal_torch.errors import RegalError
+from regal_torch.loop.neutral_keys import is_neutral
 
 REQUIRED_COLUMNS = ("n_labeled", "test_mae", "test_rmse")
 
@@ -32,6 +34,9 @@ class Run:
         target: ``data.target`` (e.g. ``gap``).
         unit: the target's unit (e.g. ``eV``); empty where unknown.
         history: ``history.csv``, one row per finished round.
+        options: the run's config as flat ``dotted.key: value`` pairs (interpolations left
+            unresolved), less ``seed`` and the options that do not change results; the report
+            tells apart runs of one strategy and model that differ in one of these.
     """
 
     path: Path
@@ -41,6 +46,7 @@ class Run:
     target: str
     unit: str
     history: pd.DataFrame
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def find_runs(dirs: Sequence[Path]) -> list[Path]:
@@ -89,7 +95,23 @@ def read_run(path: Path) -> Run:
         target=target,
         unit=_unit(history),
         history=history,
+        options=_options(cfg),
     )
+
+
+def _options(cfg: DictConfig) -> dict[str, Any]:
+    """The run's result-changing options but its seed, flat (see :attr:`Run.options`)."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif prefix[:-1] != "seed" and not is_neutral(prefix[:-1]):
+            flat[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return flat
 
 
 def _unit(history: pd.DataFrame) -> str:

@@ -16,8 +16,11 @@ RANDOM = ("random", "RandomStrategy")  # the baseline: choice name, or class nam
 ACCURACY_COLUMNS = ("test_mae", "test_rmse", "test_r2")
 TIMING_COLUMNS = ("seconds_train", "seconds_predict", "seconds_select")
 DEFINITIONS = """\
-- **mean curve** of a group (one strategy with one model): mean, sample std, min and max over
-  the group's seeds of each metric, at every `n_labeled` that all its seeds reached;
+- **group**: the runs of one strategy with one model that differ only in their seed; runs of
+  one strategy and model that differ in another result-changing option form separate groups,
+  named by those options (for example `lcmd [loop.candidates=20000]`);
+- **mean curve** of a group: mean, sample std, min and max over the group's seeds of each
+  metric, at every `n_labeled` that all its seeds reached;
 - **final**: the mean curve's last point;
 - **AUC**: the trapezoid area under the mean test MAE over `n_labeled`, divided by the label
   range (last minus first `n_labeled`): the MAE averaged over the labeling budget, in the
@@ -64,11 +67,38 @@ SUMMARY_COLUMNS = (
 
 
 def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
-    """Runs grouped by ``(strategy, model)``, keys sorted."""
-    groups: dict[tuple[str, str], list[Run]] = {}
+    """Runs grouped by ``(strategy, model)`` and by every other option they differ in but the
+    seed, keys sorted.
+
+    The first item of a key is the strategy's name, followed, where runs of that strategy and
+    model differ in other options, by those options' values: ``lcmd [loop.candidates=20000]``.
+    An option that some runs lack (a run older than the option) does not split them.
+    """
+    by_choice: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.strategy, run.model), []).append(run)
+        by_choice.setdefault((run.strategy, run.model), []).append(run)
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for (strategy, model), members in by_choice.items():
+        varying = _varying_options(members)
+        for run in members:
+            values = ", ".join(f"{key}={run.options.get(key)}" for key in varying)
+            label = f"{strategy} [{values}]" if varying else strategy
+            groups.setdefault((label, model), []).append(run)
     return dict(sorted(groups.items()))
+
+
+def is_random(strategy: str) -> bool:
+    """Whether a group's strategy label (:func:`group_runs`) is random sampling."""
+    return strategy.split(" [", 1)[0] in RANDOM
+
+
+def _varying_options(runs: Sequence[Run]) -> list[str]:
+    """The options that take more than one value among the runs that have them, sorted."""
+    values: dict[str, set[str]] = {}
+    for run in runs:
+        for key, value in run.options.items():
+            values.setdefault(key, set()).add(repr(value))
+    return sorted(key for key, seen in values.items() if len(seen) > 1)
 
 
 def calibration_columns(runs: Sequence[Run]) -> list[str]:
@@ -157,7 +187,7 @@ def summarize(
                 row[column] = float(curve[f"{column}_mean"].mean())
         for name in ("spearman", "nll_recal", "nll_const"):
             row[f"final_{name}"] = final.get(f"test_{name}_mean", float("nan"))
-        base = next((key for key in curves if key[0] in RANDOM and key[1] == model), None)
+        base = next((key for key in curves if is_random(key[0]) and key[1] == model), None)
         if base is not None:
             row.update(_versus_random(curve, curves[base]))
         rows.append(row)
@@ -189,5 +219,5 @@ def _versus_random(curve: pd.DataFrame, random: pd.DataFrame) -> dict[str, float
 
 def models_without_random(summary: pd.DataFrame) -> list[str]:
     """Models of the summary that have no random-sampling group to compare with."""
-    with_random = set(summary.loc[summary["strategy"].isin(RANDOM), "model"])
+    with_random = set(summary.loc[summary["strategy"].map(is_random), "model"])
     return sorted(set(summary["model"]) - with_random)
