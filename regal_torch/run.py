@@ -44,6 +44,8 @@ def quiet_lightning() -> None:
     # A redone round (after a resume) rewrites its own log folder.
     warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # Lightning's DDP all_gather (pool prediction across processes) calls a deprecated torch API.
+    warnings.filterwarnings("ignore", message=".*nn.functional.all_gather is deprecated")
     # The deep-kernel GP has no validation step (its GP is conditioned only when training ends).
     warnings.filterwarnings("ignore", message=".*`val_dataloader`.*validation_step.*")
 
@@ -72,23 +74,29 @@ def _job(cfg: DictConfig) -> None:
     The loop's constructor checks the folder's state against the config; only once it is
     accepted is ``.hydra/`` written. A run refused before that leaves the folder as it was
     (and removes what Hydra created for it); the error is one line, exit status 2.
+    Under a multi-process Trainer only the first process locks and writes the folder
+    (:mod:`regal_torch.loop.processes`); the others run in step with it.
     """
     from regal_torch.loop.active_loop import ActiveLoop
+    from regal_torch.loop.processes import process_rank
 
     quiet_lightning()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    main_process = process_rank() == 0
     new = new_paths(run_dir)
     lock = RunLock(run_dir)
     try:
-        lock.acquire()  # before anything reads or writes the folder's state
+        if main_process:
+            lock.acquire()  # before anything reads or writes the folder's state
         try:
             loop = ActiveLoop(cfg, run_dir).open()
         except BaseException:
-            remove_new(run_dir, new)
-            lock.release(remove=lock.created)
+            if main_process:
+                remove_new(run_dir, new)
+                lock.release(remove=lock.created)
             raise
-        if hydra_cfg.output_subdir is None:  # set by main(): Hydra left .hydra/ to us
+        if hydra_cfg.output_subdir is None and main_process:  # main(): .hydra/ is left to us
             write_hydra_files(cfg, run_dir)
         loop.run()
     except (RegalError, InstantiationException) as exc:
@@ -96,6 +104,8 @@ def _job(cfg: DictConfig) -> None:
         sys.exit(2)
     finally:
         lock.release()
+    if not main_process:
+        return
     if loop.pending is not None:
         print(
             f"{len(loop.pending)} molecules to label: fill in the 'label' column of "

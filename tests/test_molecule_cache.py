@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 
 import numpy as np
@@ -40,7 +41,8 @@ def _table(smiles):
 
 
 def _folders(cache):
-    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+    """The cache folders (not the hidden build locks beside them)."""
+    return sorted(p.name for p in cache.iterdir() if p.is_dir()) if cache.exists() else []
 
 
 def _assert_same_items(a, b):
@@ -78,7 +80,7 @@ def test_second_load_reuses_the_cache_and_a_change_rebuilds_it(
     with caplog.at_level(logging.INFO):
         first = MoleculeDataset(str(path), cache_dir=cache)
     assert "featurising into" in caplog.text and len(_folders(cache)) == 1
-    meta = next(cache.iterdir()) / "meta.json"
+    meta = cache / _folders(cache)[0] / "meta.json"
     stamp = meta.stat().st_mtime_ns
     caplog.clear()
     with caplog.at_level(logging.INFO):
@@ -97,6 +99,36 @@ def test_second_load_reuses_the_cache_and_a_change_rebuilds_it(
     with caplog.at_level(logging.INFO):
         MoleculeDataset(str(path), cache_dir=cache)
     assert "featurising into" in caplog.text and len(_folders(cache)) == 3
+
+
+def test_processes_starting_together_build_the_cache_once(tmp_path, smiles, monkeypatch):
+    """The tasks of one DDP run open the same file at once: one builds, the others wait for it
+    and reuse it (threads with their own lock descriptors stand in for the processes)."""
+    from regal_torch.data import molecule_cache
+
+    builds = []
+    build = molecule_cache.build_cache
+
+    def slow_build(*args, **kwargs):
+        builds.append(args[1])
+        time.sleep(0.5)  # the others arrive while it builds
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(molecule_cache, "build_cache", slow_build)
+    path, cache = _write(tmp_path / "m.csv", _table(smiles[:20])), tmp_path / "c"
+    datasets = [None] * 3
+
+    def load(i):
+        datasets[i] = MoleculeDataset(str(path), cache_dir=cache, num_workers=1)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and len(_folders(cache)) == 1
+    for dataset in datasets[1:]:
+        _assert_same_items(datasets[0], dataset)
 
 
 def test_parallel_build_equals_one_process_and_keeps_file_order(tmp_path, smiles):

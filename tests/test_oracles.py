@@ -270,3 +270,12 @@ def test_function_oracle_closed_loop_killed_mid_round_resumes_without_recomputin
     gone = torch.tensor([int(i[1:]) for i in failed["id"]])
     assert not torch.isin(gone, resumed.dm.pool).any()  # a resume keeps them out of the pool
     assert resumed.failed_reasons == failed["reason"].tolist()
+
+
+def test_a_closed_loop_under_several_processes_is_refused(smiles_file, tmp_path):
+    """The oracle computes between rounds; the other DDP processes would wait past their
+    collective timeout, so the loop refuses it when built."""
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    cfg = compose_config([*_overrides(smiles_file, *_function()), *ddp])
+    with pytest.raises(RegalError, match="computes labels between rounds.*trainer.devices=1"):
+        ActiveLoop(cfg, tmp_path / "run")

@@ -62,6 +62,16 @@ def test_slurm_preset_composes_with_overrides():
     assert {"mem_gb: 32", "cpus_per_task: 8"} <= lines
 
 
+def test_slurm_ddp_preset_follows_the_trainer_devices_and_nodes():
+    overrides = ["hydra/launcher=slurm_ddp", "trainer=ddp", "trainer.devices=4"]
+    overrides.append("trainer.num_nodes=2")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert (launcher.tasks_per_node, launcher.nodes, launcher.gpus_per_task) == (4, 2, 1)
+    assert launcher.partition == "gpu" and launcher.max_num_timeout == 3  # from slurm.yaml
+
+
 def test_ddp_preset_composes():
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=["trainer=ddp", "trainer.devices=4"])
@@ -69,11 +79,26 @@ def test_ddp_preset_composes():
     assert cfg.trainer.accelerator == "auto" and cfg.trainer.max_epochs == 100
 
 
-def test_multi_process_trainer_is_refused_before_training(tiny, tmp_path):
-    cfg = compose_config([*tiny, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])
-    with pytest.raises(RegalError, match="spans 2 processes.*use trainer=gpu"):
-        ActiveLoop(cfg, tmp_path).run()
-    assert not (tmp_path / "history.csv").exists()
+DDP2 = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["model=gp"], "FingerprintGP is a Gaussian process.*trainer.devices=1"),
+        (["trainer.strategy=ddp_spawn"], "do not send their predictions back.*strategy=ddp"),
+    ],
+)
+def test_multi_process_runs_the_loop_cannot_keep_in_step_are_refused(
+    tiny, tmp_path, extra, message
+):
+    """Refused when the loop is built, before the folder is touched (a 2-process DDP run of a
+    network is tests/test_ddp_loop.py's)."""
+    overrides = [o for o in tiny if not o.startswith("model.") or "model=gp" not in extra]
+    cfg = compose_config([*overrides, *DDP2, *extra])
+    with pytest.raises(RegalError, match=message):
+        ActiveLoop(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_sweep_rerun_with_more_rounds_extends_the_same_folders(tiny, qm9_small, tmp_path):

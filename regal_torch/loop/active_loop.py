@@ -10,6 +10,9 @@ into per-field buffers of only the fields asked for, then the model's optional
 by the factor fitted on the validation set (:mod:`regal_torch.calibration`), or with
 ``loop.local_neighbours`` replaced by the local variance from the validation errors nearest
 in the embedding (:mod:`regal_torch.local_calibration`).
+
+Under a Trainer of several processes (DDP), every process runs the loop in step and only the
+first selects and writes (:mod:`regal_torch.loop.processes`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -39,6 +42,7 @@ from regal_torch.loop.cold_start import initial_picks
 from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.neutral_keys import fingerprint
 from regal_torch.loop.oracle import BenchmarkOracle
+from regal_torch.loop.processes import check_processes, process_rank
 from regal_torch.loop.progress import RoundProgress, show_progress
 from regal_torch.loop.queries import Answers, QueryOracle
 from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
@@ -103,10 +107,13 @@ class ActiveLoop:
         if self.closed:  # val and test are labeled by the oracle too
             self.dm.truth = torch.full_like(self.dm.truth, float("nan"))
         self.strategy = instantiate(cfg.strategy)
+        self.main = process_rank() == 0  # the process that selects and writes (DDP: rank 0)
+        probe = instantiate(cfg.trainer)(logger=False, enable_progress_bar=False)
+        check_processes(probe, get_class(cfg.model._target_), self.closed)
         self.unit = getattr(self.dataset, "target_units", {}).get(self.dm.target, "")
         check_budget(cfg, self.dm, self.learn and not self.closed)
-        self.loggers = RunLoggers(cfg, run_dir)
-        self.show_progress = show_progress(cfg.get("progress", "auto"))
+        self.loggers = RunLoggers(cfg, run_dir, active=self.main)
+        self.show_progress = self.main and show_progress(cfg.get("progress", "auto"))
         self.fingerprint = {**fingerprint(cfg), "n_molecules": len(self.dataset)}
         if self.closed:  # the oracle options are neutral, but not a switch to or from this
             self.fingerprint["oracle_computes"] = True
@@ -200,12 +207,13 @@ class ActiveLoop:
         self._add_labels(answers.positions, answers.values, r + 1)
         back = len(self.pending) - labeled - failed
         what = "start-set (validation, test, initial)" if r < 0 else "queried"
-        print(
-            f"{labeled} of {len(self.pending)} {what} molecules labeled"
-            + (f"; {back} back in the pool" if not self.closed else "")
-            + (f"; {failed} failed, not offered again (failed.csv)" if failed else ""),
-            flush=True,
-        )
+        if self.main:
+            print(
+                f"{labeled} of {len(self.pending)} {what} molecules labeled"
+                + (f"; {back} back in the pool" if not self.closed else "")
+                + (f"; {failed} failed, not offered again (failed.csv)" if failed else ""),
+                flush=True,
+            )
         self.pending = None
         self._save(r, acquired=True)
         self._write_tables()
@@ -264,7 +272,8 @@ class ActiveLoop:
         rounds = self.cfg.loop.rounds
         self._write_tables()  # the tables may lag the state if a run died between the two
         if self.next_round > rounds:
-            print(f"{self.run_dir}: all {rounds} rounds already done", flush=True)
+            if self.main:
+                print(f"{self.run_dir}: all {rounds} rounds already done", flush=True)
             return self.history
         self.loggers.start(self.history[: self.next_round])
         self.progress = RoundProgress(self.next_round, rounds, self.show_progress)
@@ -296,15 +305,7 @@ class ActiveLoop:
         if kwargs["enable_progress_bar"] and self.show_progress:
             callbacks = list(partial.keywords.get("callbacks") or [])
             kwargs["callbacks"] = [*callbacks, TQDMProgressBar(process_position=1, leave=False)]
-        trainer = partial(**kwargs)
-        if trainer.world_size > 1:
-            raise RegalError(
-                f"the Trainer spans {trainer.world_size} processes (strategy "
-                f"{type(trainer.strategy).__name__}); the loop predicts and selects in one "
-                "process, so multi-device runs are not supported yet: use trainer=gpu (one "
-                "device per run) and run strategies and seeds in parallel with --multirun"
-            )
-        return trainer
+        return partial(**kwargs)
 
     def _model(self, r: int) -> pl.LightningModule:
         """Round ``r``'s model: fresh (seeded), or the previous round's weights with
@@ -328,7 +329,8 @@ class ActiveLoop:
             trainer.fit(model, datamodule=self.dm)
         except SIGTERMException:  # Lightning ends fit with this (a SystemExit of status 0)
             raise _terminated(r) from None
-        if trainer.received_sigterm:  # e.g. during on_train_end, after the last batch
+        # e.g. during on_train_end, after the last batch; under DDP, on any process
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
             raise _terminated(r)
         row: dict[str, Any] = {"round": r, "n_labeled": len(self.dm.labeled)}
         row["seconds_train"] = time.perf_counter() - start
@@ -372,7 +374,10 @@ class ActiveLoop:
         self._report(row)
 
     def _save(self, r: int, acquired: bool) -> None:
-        """Write ``state.pt`` after round ``r`` (-1: a closed loop's start set)."""
+        """Write ``state.pt`` after round ``r`` (-1: a closed loop's start set); only the first
+        process of a multi-process run writes."""
+        if not self.main:
+            return
         state = {
             "fingerprint": self.fingerprint,
             "round": r,
@@ -445,12 +450,15 @@ class ActiveLoop:
             labeled_prediction=on_labeled,
             labeled_targets=self.dm.labels[labeled],
         )
-        picks = self.strategy.select(pool, self.cfg.loop.batch_size, context)
+        # Under DDP the first process selects and the others take its picks.
+        picks = self.strategy.select(pool, self.cfg.loop.batch_size, context) if self.main else None
+        picks = trainer.strategy.broadcast(picks, src=0)
         seconds_select = time.perf_counter() - start
         if self.learn:
-            row_of = {p: i for i, p in enumerate(candidates.tolist())}
-            chosen = pool.index_select(torch.tensor([row_of[p] for p in picks.tolist()]))
-            self.pending_query = self.oracle.ask(r + 1, picks, chosen.mean, chosen.std)
+            if self.main:
+                row_of = {p: i for i, p in enumerate(candidates.tolist())}
+                chosen = pool.index_select(torch.tensor([row_of[p] for p in picks.tolist()]))
+                self.pending_query = self.oracle.ask(r + 1, picks, chosen.mean, chosen.std)
             self.pending = picks
         else:
             self._add_labels(picks, self.oracle.query(picks), r + 1)
@@ -474,13 +482,15 @@ class ActiveLoop:
         request: PredictionRequest | None = None,
     ) -> Prediction:
         """Round ``r``'s prediction over ``positions``, stopped by a SIGTERM received during it
-        (Lightning lets predict run on to its end)."""
+        by any process (Lightning lets predict run on to its end)."""
         prediction = predict(trainer, model, self.dm.loader(positions), request)
-        if trainer.received_sigterm:
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
             raise _terminated(r)
         return prediction
 
     def _write_tables(self) -> None:
+        if not self.main:
+            return
         labeled = self.dm.labeled
         selected = pd.DataFrame(
             {
@@ -512,6 +522,8 @@ class ActiveLoop:
             atomic_write_bytes(self.run_dir / name, buffer.getvalue().encode())
 
     def _report(self, row: dict[str, Any]) -> None:
+        if not self.main:
+            return
         unit = f" {self.unit}" if self.unit else ""
         seconds = "".join(
             f" | {name} {row[f'seconds_{name}']:.1f} s"

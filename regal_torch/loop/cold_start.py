@@ -41,7 +41,7 @@ def initial_picks(cfg: DictConfig, dataset, dm: ActiveDataModule, seed: int) -> 
     if features not in FEATURES:
         raise RegalError(f"loop.initial_features={features!r} must be one of {', '.join(FEATURES)}")
     request = strategy.request()
-    prediction = None
+    prediction = trainer = None
     if request is not None and features == "fingerprint" and dataset.num_edge_features is None:
         raise RegalError(
             "loop.initial_features=fingerprint needs molecules, and this data is a table: "
@@ -63,7 +63,8 @@ def initial_picks(cfg: DictConfig, dataset, dm: ActiveDataModule, seed: int) -> 
             logger=False, enable_progress_bar=False, enable_model_summary=False
         )
         prediction = predict(trainer, model, dm.loader(dm.pool), request)
-        if trainer.received_sigterm:  # Lightning lets predict run on to its end
+        # Lightning lets predict run on to its end; under DDP any process's signal stops all
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
             raise RegalError(
                 "stopped by SIGTERM while picking the initial set; nothing was recorded: "
                 "run the same command again to start"
@@ -73,4 +74,6 @@ def initial_picks(cfg: DictConfig, dataset, dm: ActiveDataModule, seed: int) -> 
         labeled=torch.empty(0, dtype=torch.long),
         generator=torch.Generator().manual_seed(seed),
     )
-    return strategy.select(prediction, cfg.loop.initial_size, context)
+    picks = strategy.select(prediction, cfg.loop.initial_size, context)
+    # Under DDP every process picks from the same gathered prediction; the first one's count.
+    return picks if trainer is None else trainer.strategy.broadcast(picks, src=0)

@@ -27,12 +27,14 @@ class RunLoggers:
     Args:
         cfg: The run's config.
         run_dir: The run directory.
+        active: False: no loggers (the processes of a multi-process run but the first).
     """
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, active: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
-        self.factory = instantiate(cfg.logger) if cfg.get("logger") is not None else None
+        logs = active and cfg.get("logger") is not None
+        self.factory = instantiate(cfg.logger) if logs else None
         self.rounds: Logger | None = None
 
     def _new(self, version: str) -> Logger:

@@ -285,6 +285,10 @@ class BatchShards(DistributedSampler):
     together, so a deterministic pass gives bit-for-bit the one-process rows (Lightning's
     own prediction sampler deals rows out in turn, which changes every batch). Lightning
     keeps a loader's own ``DistributedSampler``.
+
+    A process left without a batch (fewer batches than processes) predicts the dataset's
+    last row as padding, since Lightning refuses an empty loader; ``padding`` is then True
+    and :func:`predict` sends nothing of it to the others.
     """
 
     def __init__(self, dataset: Sized, batch_size: int, num_replicas: int, rank: int) -> None:
@@ -292,6 +296,9 @@ class BatchShards(DistributedSampler):
         batches = math.ceil(len(dataset) / batch_size)
         first, last = (-(-r * batches // num_replicas) * batch_size for r in (rank, rank + 1))
         self.positions = range(first, min(last, len(dataset)))
+        self.padding = not self.positions and len(dataset) > 0
+        if self.padding:
+            self.positions = range(len(dataset) - 1, len(dataset))
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.positions)
@@ -330,10 +337,12 @@ def predict(
     half = request is not None and request.half_features
     writer = RowWriter(len(loader.dataset), keep, half)
     distributed = trainer.world_size > 1
+    padding = False
     if distributed and loader.batch_size and not isinstance(loader.sampler, DistributedSampler):
         shards = BatchShards(
             loader.dataset, loader.batch_size, trainer.world_size, trainer.global_rank
         )
+        padding = shards.padding
         # Lightning's own way to give a loader of any class another sampler
         loader = _update_dataloader(loader, shards)
     requested = request is not None and hasattr(model, "prediction_request")
@@ -353,6 +362,8 @@ def predict(
                 f"trainer.strategy={type(trainer.strategy).__name__} runs prediction in processes "
                 "that do not send it back; use trainer.strategy=ddp"
             )
+        if padding:  # a row of another process's, predicted only to have a batch
+            writer.written[:] = False
         gather_rows(trainer.strategy, writer.buffers, writer.written)
     prediction = writer.prediction()
     return prediction if complete is None else complete(prediction)

@@ -111,7 +111,8 @@ class Regressor(pl.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         mae = (self(batch) - batch.y.view(-1)).abs().mean()
-        self.log("val/mae", mae, batch_size=batch.num_graphs, prog_bar=True)
+        # sync_dist: under DDP the epoch's value is over every process's shard of val
+        self.log("val/mae", mae, batch_size=batch.num_graphs, prog_bar=True, sync_dist=True)
 
     def optimizer_groups(self) -> Iterable[nn.Parameter] | list[dict[str, Any]]:
         """What AdamW optimises: every parameter (a subclass may return parameter groups)."""
