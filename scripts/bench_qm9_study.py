@@ -32,16 +32,24 @@ This script runs ``regal_torch.report`` over the sweep's finished runs into
 ``benchmarks/qm9_gap/`` (plots, ``summary.csv``, ``summary.md``) and copies the summary
 tables, with the runs per strategy, into the ``qm9-study`` section of BENCHMARKS.md.
 
-    python scripts/bench_qm9_study.py [main|dkl|dkl_b100|local|full]
+    python scripts/bench_qm9_study.py [main|dkl|dkl_b100|local|full|levers]
 
 The full-scale study (``full``, issue 12) is one command too (about 15-25 minutes per run on
 one core; 21 runs):
 
     python -m regal_torch.run --multirun experiment=qm9_gap_full
 
-Its run folders, less Lightning's logs, are kept in the repository under
-``benchmarks/qm9_gap_full/runs/`` so that the study resumes on another machine: copy them to
-``multirun/qm9_gap_full/`` and re-run the command (``--save-runs`` copies them back).
+The levers on all of QM9 (``levers``, issue 12) are LCMD runs of that experiment with one
+option changed, in their own sweep folder, for example:
+
+    python -m regal_torch.run --multirun experiment=qm9_gap_full strategy=lcmd seed=0,1,2 \
+        loop.candidates=5000 hydra.sweep.dir=multirun/qm9_full_levers \
+        'hydra.sweep.subdir=candidates5000_seed${seed}'
+
+The run folders of both, less Lightning's logs, are kept in the repository under
+``benchmarks/qm9_gap_full/runs/`` and ``benchmarks/qm9_full_levers/runs/`` so that the
+studies resume on another machine: copy them to their sweep folder (``multirun/qm9_gap_full/``,
+``multirun/qm9_full_levers/``) and re-run the commands (``--save-runs`` copies them back).
 """
 
 from __future__ import annotations
@@ -78,6 +86,14 @@ STUDIES = {
         "10 rounds of 200; GINE MC-dropout, 60 epochs, 10 samples; `_grad`: the strategy on "
         "the gradient kernel of all layers, sketched to 512 dimensions",
     ),
+    "levers": (
+        ["multirun/qm9_full_levers"],
+        "benchmarks/qm9_full_levers",
+        "qm9-study-levers",
+        "10 rounds of 200; GINE MC-dropout, 60 epochs, 10 samples; LCMD with each lever "
+        "(`loop.candidates`, `loop/initial_strategy=kmeanspp loop.initial_features=fingerprint`);"
+        " random and LCMD on the whole pool: the full-scale study's runs",
+    ),
     "main": (
         ["multirun/qm9_gap_benchmark"],
         "benchmarks/qm9_gap",
@@ -105,7 +121,10 @@ STUDIES = {
     ),
 }
 # Runs of other sweeps a study reports too: name -> (sweep folder, strategies).
-BORROWED = {"local": ("multirun/qm9_gap_benchmark", ("random",))}
+BORROWED = {
+    "local": ("multirun/qm9_gap_benchmark", ("random",)),
+    "levers": ("multirun/qm9_gap_full", ("random", "lcmd")),
+}
 
 
 def save_runs(sweep: Path, out: Path) -> None:
@@ -120,7 +139,7 @@ def save_runs(sweep: Path, out: Path) -> None:
 
 def main(study: str) -> None:
     sweeps, out_name, section, setting = STUDIES[study]
-    command = FULL if study == "full" else SMALL
+    command = FULL if study in ("full", "levers") else SMALL
     out = ROOT / out_name
     paths = find_runs([ROOT / sweep for sweep in sweeps if (ROOT / sweep).exists()])
     if study in BORROWED:

@@ -7,13 +7,19 @@ no dependency of regal_torch. Each measurement is a subcommand:
     pip download --no-deps molsets==0.3.1 -d /tmp/molsets
     python scripts/bench_scale.py data                  # labelled files, once (Crippen logP)
     python scripts/bench_scale.py cache                 # section scale-cache of BENCHMARKS.md
+    python scripts/bench_scale.py round                 # section scale-round of BENCHMARKS.md
 
 ``data`` writes ``moses_logp_N.csv.gz`` (columns ``smiles,logp``; the first N molecules of
 the training set, labelled with RDKit's Crippen logP so that benchmark mode runs end to end)
 for every size. ``cache`` featurises each file into a fresh cache (``data=molecules``'
 ``MoleculeDataset``) in one fresh process, then loads the cache in another and reads
 random items; it records times, the cache's size, every process's peak RSS and the machine's
-load (``os.getloadavg``), since other work on the machine slows the timings.
+load (``os.getloadavg``), since other work on the machine slows the timings. ``round`` runs
+one full active-learning round on each file with the command users run (``python -m
+regal_torch.run data=molecules ... strategy=lcmd loop.rounds=1``, the cache built
+beforehand), once in one process and, at the smallest size, again under ``trainer=ddp`` with
+2 CPU processes; it records the round's train / test / predict / select seconds from
+``history.csv``, the command's wall time and its peak RSS.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import io
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -195,15 +202,123 @@ Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}.
 """
 
 
+ROUND_OPTIONS = (
+    "data=molecules",
+    "data.target_column=logp",
+    "data.datamodule.test_size=2000",
+    "data.datamodule.val_size=1000",
+    "data.datamodule.predict_batch_size=500",
+    "strategy=lcmd",
+    "loop.candidates=null",  # score the whole pool
+    "loop.initial_size=1000",
+    "loop.batch_size=200",
+    "loop.rounds=1",
+    "progress=false",
+)
+
+
+def measure_round(n: int, ddp: bool = False) -> dict:
+    """One round (train on 1,000 labels, test, predict the whole pool, pick 200 with LCMD,
+    label and write them) on ``moses_logp_N.csv.gz``, through the command, its cache built
+    first; ``ddp``: under ``trainer=ddp`` with 2 CPU processes."""
+    path, cache = labelled_path(n), WORK / "cache_round"
+    _child(path, cache, 0)  # build the cache (or find it), outside the measured command
+    run_dir = WORK / f"round_{n}{'_ddp' if ddp else ''}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    options = [*ROUND_OPTIONS, f"data.path={path}", f"data.cache_dir={cache}"]
+    if ddp:
+        options += ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "regal_torch.run", *options, f"hydra.run.dir={run_dir}"],
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"the round at {n:,} molecules failed:\n{out.stderr[-3000:]}")
+    import pandas as pd
+
+    first = pd.read_csv(run_dir / "history.csv").iloc[0]
+    row = {
+        "n": n,
+        "ddp": ddp,
+        "wall_s": wall,
+        # the largest process the command started (Linux: ru_maxrss in KiB)
+        "rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+        "load": load,
+        **{k: float(first[f"seconds_{k}"]) for k in ("train", "test", "predict", "select")},
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def round_section(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        round_s = r["train"] + r["test"] + r["predict"] + r["select"]
+        lines.append(
+            f"| {r['n']:,} | {'2 (DDP, gloo)' if r['ddp'] else '1'} | {r['train']:.0f} s "
+            f"| {r['test']:.0f} s | {r['predict']:.0f} s | {r['select']:.1f} s "
+            f"| {round_s:.0f} s | {r['wall_s']:.0f} s | {r['rss_gb']:.2f} GB | {r['load']:.1f} |"
+        )
+    table = "\n".join(lines)
+    header = (
+        "| molecules | processes | train | test | predict pool | select | round | command wall "
+        "| peak RSS | load avg |"
+    )
+    return f"""
+## A million-molecule pool: one active-learning round (issue 13)
+
+One round of `python -m regal_torch.run` on the first N MOSES molecules (Crippen logP, the
+files of the cache section), as users run it, with the default MC-dropout GNN and CPU trainer
+(`OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "unset")}`), the cache built beforehand:
+
+```
+python -m regal_torch.run {" ".join(ROUND_OPTIONS)} data.path=moses_logp_N.csv.gz
+```
+
+Round 0 trains on 1,000 labels, predicts test (2,000) and validation (1,000) with 10 MC
+samples, predicts the whole pool (N - 4,000 molecules) in one deterministic pass (LCMD uses
+the last-layer embedding) and picks 200. Columns: round 0's seconds of each phase from
+`history.csv`, their sum (the round), the command's wall time (start-up, cache load, round
+0, then round 1's training and test, and writing), the peak RSS of its largest process, and
+the machine's load average at the start. Goal (issue 13, 2 cores): the round in at most 5
+minutes and peak RSS at most 4 GB at 1,000,000 molecules.
+
+Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}.
+
+{header}
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+{table}
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data", help="write the labelled MOSES files")
     data.add_argument("--wheel", type=Path, default=None, help="the molsets 0.3.1 wheel")
     cache = sub.add_parser("cache", help="cache build and load at every size")
-    for p in (data, cache):
+    round_ = sub.add_parser("round", help="one active-learning round at every size")
+    round_.add_argument(
+        "--ddp",
+        type=int,
+        nargs="*",
+        default=[SIZES[0]],
+        help="sizes also run under DDP with 2 processes",
+    )
+    for p in (data, cache, round_):
         p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = parser.parse_args()
+    if args.command == "round":
+        reproduce = "python scripts/bench_scale.py data && python scripts/bench_scale.py round"
+        rows = []
+        for n, ddp in [(n, False) for n in args.sizes] + [(n, True) for n in args.ddp]:
+            rows.append(measure_round(n, ddp))
+            write_section("scale-round", round_section(rows), reproduce=reproduce)
+        return
     if args.command == "data":
         wheel = args.wheel or next(Path(tempfile.gettempdir(), "molsets").glob("*.whl"), None)
         if wheel is None or not wheel.is_file():

@@ -112,9 +112,10 @@ def test_a_candidate_limit_of_at_least_the_pool_resumes_a_run_without_one(tiny, 
     from regal_torch.errors import RegalError
 
     first = _run(tiny, tmp_path, "lcmd", "loop.candidates=null")
-    resumed = ActiveLoop(compose_config([*tiny, "strategy=lcmd", "loop.candidates=100000"]), tmp_path)
-    assert resumed.open().next_round == len(first.history)
-    assert [row["test_mae"] for row in resumed.history] == [row["test_mae"] for row in first.history]
+    cfg = compose_config([*tiny, "strategy=lcmd", "loop.candidates=100000"])
+    resumed = ActiveLoop(cfg, tmp_path).open()
+    assert resumed.next_round == len(first.history)
+    assert [row["test_mae"] for row in resumed.history] == [r["test_mae"] for r in first.history]
     with pytest.raises(RegalError, match="loop.candidates: state has None, config has 40"):
         ActiveLoop(compose_config([*tiny, "strategy=lcmd", "loop.candidates=40"]), tmp_path).open()
 

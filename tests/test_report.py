@@ -90,7 +90,13 @@ def _write_run(run_dir, strategy, model, mae, calibration=True, choices=True):
     }
     (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config))
     if choices:
-        choices = {"data": "qm9", "strategy": strategy, "model": model}
+        choices = {
+            "data": "qm9",
+            "strategy": strategy,
+            "model": model,
+            "loop/initial_strategy": "random",
+            "hydra/launcher": "basic",  # Hydra's own groups never name a group
+        }
         hydra = {"hydra": {"runtime": {"choices": choices}}}
         (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump(hydra))
     history = pd.DataFrame(
@@ -288,18 +294,32 @@ def test_runs_differing_in_an_option_other_than_the_seed_are_separate_groups(tmp
             if seed == 1:
                 config["strategy"]["half_features"] = False  # absent from seed 0's config
             (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    for seed in (0, 1):  # a cold start: the group's choice names it, not its options
+        run = tmp_path / "sweep" / f"lcmd-cold-{seed}"
+        _write_run(run, "lcmd", "mc_dropout", [0.9, 0.6, 0.5])
+        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        config["loop"] = {"candidates": 20000, "initial_strategy": {"_target_": "x.KMeansPP"}}
+        (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+        hydra = yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text())
+        hydra["hydra"]["runtime"]["choices"]["loop/initial_strategy"] = "kmeanspp"
+        (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
     for seed in (0, 1):
         _write_run(tmp_path / "sweep" / f"random-{seed}", "random", "mc_dropout", [1.0, 0.9, 0.8])
     report([tmp_path / "sweep"], tmp_path / "out")
     summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("strategy")
     assert sorted(summary.index) == [
-        "lcmd [loop.candidates=20000]",
-        "lcmd [loop.candidates=None]",
+        "lcmd [loop.candidates=20000, loop/initial_strategy=kmeanspp]",
+        "lcmd [loop.candidates=20000, loop/initial_strategy=random]",
+        "lcmd [loop.candidates=None, loop/initial_strategy=random]",
         "random",
     ]
-    assert summary["n_seeds"].tolist() == [2, 2, 2]
-    assert summary.loc["lcmd [loop.candidates=20000]", "final_mae_mean"] == pytest.approx(0.5)
-    assert summary.loc["lcmd [loop.candidates=None]", "final_mae_mean"] == pytest.approx(0.7)
+    assert summary["n_seeds"].tolist() == [2, 2, 2, 2]
+    plain, cold = "lcmd [loop.candidates=20000, loop/initial_strategy=", "kmeanspp]"
+    assert summary.loc[plain + "random]", "final_mae_mean"] == pytest.approx(0.5)
+    assert summary.loc[plain + cold, "final_mae_mean"] == pytest.approx(0.5)
+    assert summary.loc[plain + cold, "auc_mae"] < summary.loc[plain + "random]", "auc_mae"]
+    labels = "lcmd [loop.candidates=None, loop/initial_strategy=random]"
+    assert summary.loc[labels, "final_mae_mean"] == pytest.approx(0.7)
     # both variants are compared with random: 0.8 reached at 200 and at 200 labels
-    assert summary.loc["lcmd [loop.candidates=None]", "labels_to_random_mae"] == pytest.approx(200)
-    assert "| lcmd [loop.candidates=20000] | mc_dropout | 2 |" in capsys.readouterr().out
+    assert summary.loc[labels, "labels_to_random_mae"] == pytest.approx(200)
+    assert f"| {plain}{cold} | mc_dropout | 2 |" in capsys.readouterr().out

@@ -4,7 +4,8 @@ Finds every run directory under the DIRs (a single run, several runs, or a ``--m
 sweep folder), groups the runs by strategy, model and any other option they differ in but the
 seed, and writes into OUT (default ``DIR/report`` for one DIR, else ``./report``):
 ``learning_curves.png``, ``calibration.png`` (when the histories hold calibration metrics),
-``summary.csv`` and ``summary.md``; the summary table is also printed. Bad input prints ``error: ...`` on one line and exits with 2.
+``summary.csv`` and ``summary.md``; the summary table is also printed. Bad input prints
+``error: ...`` on one line and exits with 2.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ class Run:
         unit: the target's unit (e.g. ``eV``); empty where unknown.
         history: ``history.csv``, one row per finished round.
         options: the run's config as flat ``dotted.key: value`` pairs (interpolations left
-            unresolved), less ``seed`` and the options that do not change results; the report
-            tells apart runs of one strategy and model that differ in one of these.
+            unresolved), less ``seed`` and the options that do not change results, plus the
+            Hydra choices of its other config groups (``loop/initial_strategy: kmeanspp``);
+            the report tells apart runs of one strategy and model that differ in one of these.
     """
 
     path: Path
@@ -95,13 +96,22 @@ def read_run(path: Path) -> Run:
         target=target,
         unit=_unit(history),
         history=history,
-        options=_options(cfg),
+        options=_options(cfg, choices),
     )
 
 
-def _options(cfg: DictConfig) -> dict[str, Any]:
-    """The run's result-changing options but its seed, flat (see :attr:`Run.options`)."""
-    flat: dict[str, Any] = {}
+def _options(cfg: DictConfig, choices: Any) -> dict[str, Any]:
+    """The run's result-changing options but its seed, flat (see :attr:`Run.options`), and
+    the Hydra choices of its config groups but data, model and strategy
+    (``loop/initial_strategy: kmeanspp``)."""
+    groups = {
+        group: choice
+        for group, choice in dict(choices).items()
+        if group not in ("data", "model", "strategy")
+        and not group.startswith("hydra/")
+        and not is_neutral(group.replace("/", "."))
+    }
+    flat: dict[str, Any] = dict(groups)
 
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict) and node:

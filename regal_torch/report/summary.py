@@ -93,12 +93,16 @@ def is_random(strategy: str) -> bool:
 
 
 def _varying_options(runs: Sequence[Run]) -> list[str]:
-    """The options that take more than one value among the runs that have them, sorted."""
+    """The options that take more than one value among the runs that have them, sorted; the
+    options of a config group whose choice varies are named by the choice alone
+    (``loop/initial_strategy=kmeanspp``, not its ``loop.initial_strategy.*``)."""
     values: dict[str, set[str]] = {}
     for run in runs:
         for key, value in run.options.items():
             values.setdefault(key, set()).add(repr(value))
-    return sorted(key for key, seen in values.items() if len(seen) > 1)
+    varying = [key for key, seen in values.items() if len(seen) > 1]
+    groups = [key.replace("/", ".") + "." for key in varying if "/" in key]
+    return sorted(key for key in varying if not any(key.startswith(g) for g in groups))
 
 
 def calibration_columns(runs: Sequence[Run]) -> list[str]:
