@@ -78,12 +78,14 @@ def _job(cfg: DictConfig) -> None:
     (:mod:`regal_torch.loop.processes`); the others run in step with it.
     """
     from regal_torch.loop.active_loop import ActiveLoop
-    from regal_torch.loop.processes import process_rank
+    from regal_torch.loop.processes import end_with_parent, process_rank
 
     quiet_lightning()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     main_process = process_rank() == 0
+    if hydra_cfg.job.name.startswith("train_ddp_process_"):  # a process Lightning started
+        end_with_parent()
     new = new_paths(run_dir)
     lock = RunLock(run_dir)
     try:

@@ -30,7 +30,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -217,6 +216,16 @@ ROUND_OPTIONS = (
 )
 
 
+# Runs the command given as arguments and prints the peak RSS (GB) of its largest process
+# (Linux: ru_maxrss in KiB over the waited-for descendants), its only line on stdout.
+_PEAK_RSS = """
+import resource, subprocess, sys
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20)
+sys.exit(code)
+"""
+
+
 def measure_round(n: int, ddp: bool = False) -> dict:
     """One round (train on 1,000 labels, test, predict the whole pool, pick 200 with LCMD,
     label and write them) on ``moses_logp_N.csv.gz``, through the command, its cache built
@@ -230,10 +239,9 @@ def measure_round(n: int, ddp: bool = False) -> dict:
         options += ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
     load = os.getloadavg()[0]
     start = time.perf_counter()
+    command = [sys.executable, "-m", "regal_torch.run", *options, f"hydra.run.dir={run_dir}"]
     out = subprocess.run(
-        [sys.executable, "-m", "regal_torch.run", *options, f"hydra.run.dir={run_dir}"],
-        capture_output=True,
-        text=True,
+        [sys.executable, "-c", _PEAK_RSS, *command], capture_output=True, text=True
     )
     wall = time.perf_counter() - start
     if out.returncode != 0:
@@ -245,8 +253,7 @@ def measure_round(n: int, ddp: bool = False) -> dict:
         "n": n,
         "ddp": ddp,
         "wall_s": wall,
-        # the largest process the command started (Linux: ru_maxrss in KiB)
-        "rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+        "rss_gb": float(out.stdout.strip().splitlines()[-1]),
         "load": load,
         **{k: float(first[f"seconds_{k}"]) for k in ("train", "test", "predict", "select")},
     }

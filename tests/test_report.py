@@ -303,6 +303,17 @@ def test_runs_differing_in_an_option_other_than_the_seed_are_separate_groups(tmp
         hydra = yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text())
         hydra["hydra"]["runtime"]["choices"]["loop/initial_strategy"] = "kmeanspp"
         (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    # a run older than loop/initial_strategy joins the one group it agrees with (candidates
+    # null; with 20000 it would fit two groups and stay apart)
+    old = tmp_path / "sweep" / "lcmd-old"
+    _write_run(old, "lcmd", "mc_dropout", [1.0, 0.8, 0.7])
+    config = yaml.safe_load((old / ".hydra" / "config.yaml").read_text())
+    (old / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({**config, "seed": 2, "loop": {"candidates": None}})
+    )
+    hydra = yaml.safe_load((old / ".hydra" / "hydra.yaml").read_text())
+    del hydra["hydra"]["runtime"]["choices"]["loop/initial_strategy"]
+    (old / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
     for seed in (0, 1):
         _write_run(tmp_path / "sweep" / f"random-{seed}", "random", "mc_dropout", [1.0, 0.9, 0.8])
     report([tmp_path / "sweep"], tmp_path / "out")
@@ -313,7 +324,7 @@ def test_runs_differing_in_an_option_other_than_the_seed_are_separate_groups(tmp
         "lcmd [loop.candidates=None, loop/initial_strategy=random]",
         "random",
     ]
-    assert summary["n_seeds"].tolist() == [2, 2, 2, 2]
+    assert summary["n_seeds"].tolist() == [2, 2, 3, 2]
     plain, cold = "lcmd [loop.candidates=20000, loop/initial_strategy=", "kmeanspp]"
     assert summary.loc[plain + "random]", "final_mae_mean"] == pytest.approx(0.5)
     assert summary.loc[plain + cold, "final_mae_mean"] == pytest.approx(0.5)

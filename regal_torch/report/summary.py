@@ -72,7 +72,8 @@ def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
 
     The first item of a key is the strategy's name, followed, where runs of that strategy and
     model differ in other options, by those options' values: ``lcmd [loop.candidates=20000]``.
-    An option that some runs lack (a run older than the option) does not split them.
+    A run that lacks one of those options (a run older than the option) joins the one group
+    whose values agree with all the options it has, if there is exactly one.
     """
     by_choice: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
@@ -80,10 +81,25 @@ def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
     groups: dict[tuple[str, str], list[Run]] = {}
     for (strategy, model), members in by_choice.items():
         varying = _varying_options(members)
+        complete: dict[tuple, list[Run]] = {}
+        partial = []
         for run in members:
-            values = ", ".join(f"{key}={run.options.get(key)}" for key in varying)
-            label = f"{strategy} [{values}]" if varying else strategy
-            groups.setdefault((label, model), []).append(run)
+            if all(key in run.options for key in varying):
+                values = tuple(run.options[key] for key in varying)
+                complete.setdefault(values, []).append(run)
+            else:
+                partial.append(run)
+        for run in partial:
+            fits = [
+                values
+                for values in complete
+                if all(run.options.get(k, v) == v for k, v in zip(varying, values, strict=True))
+            ]
+            values = fits[0] if len(fits) == 1 else tuple(run.options.get(k) for k in varying)
+            complete.setdefault(values, []).append(run)
+        for values, grouped in complete.items():
+            named = ", ".join(f"{key}={value}" for key, value in zip(varying, values, strict=True))
+            groups[(f"{strategy} [{named}]" if varying else strategy, model)] = grouped
     return dict(sorted(groups.items()))
 
 
