@@ -39,8 +39,9 @@ def is_neutral(key: str) -> bool:
     return any(key == k or key.startswith(f"{k}.") for k in NEUTRAL_KEYS)
 
 
-def fingerprint(cfg: DictConfig) -> dict[str, Any]:
-    """The config as flat ``dotted.key: value`` pairs, less the neutral keys."""
+def fingerprint(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """The config as flat ``dotted.key: value`` pairs, less the neutral keys (``resolve``:
+    interpolations resolved; False for a saved config read outside its Hydra run)."""
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -50,7 +51,7 @@ def fingerprint(cfg: DictConfig) -> dict[str, Any]:
         elif not is_neutral(prefix[:-1]):
             flat[prefix[:-1]] = node
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(OmegaConf.to_container(cfg, resolve=resolve), "")
     return flat
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regal_torch.errors import RegalError
-from regal_torch.loop.neutral_keys import is_neutral
+from regal_torch.loop.neutral_keys import fingerprint, is_neutral
 
 REQUIRED_COLUMNS = ("n_labeled", "test_mae", "test_rmse")
 
@@ -111,17 +111,9 @@ def _options(cfg: DictConfig, choices: Any) -> dict[str, Any]:
         and not group.startswith("hydra/")
         and not is_neutral(group.replace("/", "."))
     }
-    flat: dict[str, Any] = dict(groups)
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict) and node:
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        elif prefix[:-1] != "seed" and not is_neutral(prefix[:-1]):
-            flat[prefix[:-1]] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=False), "")
-    return flat
+    options = fingerprint(cfg, resolve=False)
+    options.pop("seed", None)
+    return {**groups, **options}
 
 
 def _unit(history: pd.DataFrame) -> str:
