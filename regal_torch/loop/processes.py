@@ -56,11 +56,11 @@ def check_processes(trainer: pl.Trainer, model: type, computes_labels: bool) -> 
 
     Raises:
         RegalError: a Gaussian-process model (its fit conditions on the whole labeled set in
-            one step; it runs in one process),
-        RegalError: processes that do not send their predictions back (``ddp_spawn``), a
-            ``--multirun`` whose processes Lightning would start by re-running the command (it
-            would re-run the whole sweep), or a closed loop (an oracle that computes labels
-            between rounds while the other processes wait in a collective with a timeout).
+            one step; it runs in one process), processes that do not send their predictions
+            back (``ddp_spawn``), a ``--multirun`` whose processes Lightning would start by
+            re-running the command (it would re-run the whole sweep), or a closed loop (an
+            oracle that computes labels between rounds while the other processes wait in a
+            collective with a timeout).
     """
     if trainer.world_size <= 1:
         return
