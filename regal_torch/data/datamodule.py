@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import pytorch_lightning as pl
@@ -13,6 +14,7 @@ from torch_geometric.loader import DataLoader
 
 from regal_torch.errors import RegalError
 from regal_torch.models.feature_scaling import FeatureScaler
+from regal_torch.models.target_scaling import TargetScaler
 
 
 class ActiveDataModule(pl.LightningDataModule):
@@ -117,20 +119,82 @@ class ActiveDataModule(pl.LightningDataModule):
         std = y.std(correction=0).item() if y.numel() > 1 else 0.0
         return y.mean().item(), std if std > 0 else 1.0
 
+    def target_scaler(self, baseline: str | None = None) -> TargetScaler:
+        """The target's scaling fitted on the labeled set: its mean and std
+        (:meth:`target_scaling`), or with ``baseline`` (a column of the features, e.g.
+        ``xtb_gap``, or of a table) the least-squares line ``y ~ a + b * baseline`` and the
+        std of what it leaves (a Delta target: the model learns the residual).
+
+        Raises:
+            RegalError: no labeled molecule yet; ``baseline`` is no feature column.
+        """
+        if baseline is None:
+            return TargetScaler(*self.target_scaling())
+        index = self.feature_column(baseline, "model.baseline")
+        v = self.feature_rows(self.labeled)[:, index].double()
+        y = self.labels[self.labeled].double()
+        if y.numel() == 0:
+            raise RegalError("target_scaler: no labeled molecules yet")
+        dv = v - v.mean()
+        var = dv.pow(2).mean()
+        slope = (dv * (y - y.mean())).mean() / var if var > 0 else torch.zeros(())
+        intercept = y.mean() - slope * v.mean()
+        std = (y - intercept - slope * v).std(correction=0) if y.numel() > 1 else torch.zeros(())
+        std = std.item() if std > 0 else 1.0
+        return TargetScaler(intercept.item(), std, baseline=(index, slope.item()))
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The names of the item features: the molecule features' columns
+        (``data.features``), or a table's feature columns; empty if there are none."""
+        return list(getattr(self.dataset, "feature_names", None) or [])
+
+    def feature_column(self, name: str, option: str) -> int:
+        """The position of feature column ``name`` (named by ``option`` in errors).
+
+        Raises:
+            RegalError: no such column, naming the closest ones (or saying there are none).
+        """
+        names = self.feature_names
+        if name in names:
+            return names.index(name)
+        if not names:
+            raise RegalError(
+                f"{option}={name!r}: this data has no features; add data.features=[...] "
+                "(e.g. [xtb] for xtb_gap)"
+            )
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; features: {names[:8]}"
+        raise RegalError(f"{option}={name!r} is not a feature column of this data{hint}")
+
+    def feature_rows(self, positions: Tensor) -> Tensor:
+        """The item features of dataset ``positions`` (unscaled): the molecule features, or a
+        table's rows, ``[k, F]`` float32."""
+        features = getattr(self.dataset, "molecule_features", None)
+        if features is not None:
+            return torch.from_numpy(features.rows(positions.numpy()))
+        return self.dataset.x[positions]
+
     def model_inputs(self, scaling_rows: Tensor | None = None) -> dict[str, Any]:
         """What a model built for this data is given about its inputs: ``node_dim`` and
         ``edge_dim`` (the dataset's ``num_node_features`` and ``num_edge_features``; None for
-        a table) and, on a table, ``feature_scaling``: a :class:`FeatureScaler` fitted on the
-        features of ``scaling_rows`` (``[R]`` dataset positions; None: the labeled rows).
+        a table); on a table, ``feature_scaling``: a :class:`FeatureScaler` fitted on the
+        features of ``scaling_rows`` (``[R]`` dataset positions; None: the labeled rows); with
+        molecule features (``data.features``), ``feature_groups`` (each featurizer's name and
+        width, in column order) and ``feature_scaling`` fitted the same way on them.
         Every regressor takes them (and ``target_scaling``):
-        ``factory(**dm.model_inputs(), target_scaling=TargetScaler(*dm.target_scaling()))``."""
+        ``factory(**dm.model_inputs(), target_scaling=dm.target_scaler())``."""
         inputs: dict[str, Any] = {
             "node_dim": self.dataset.num_node_features,
             "edge_dim": self.dataset.num_edge_features,
         }
+        rows = self.labeled if scaling_rows is None else scaling_rows
+        features = getattr(self.dataset, "molecule_features", None)
         if inputs["edge_dim"] is None:
-            rows = self.labeled if scaling_rows is None else scaling_rows
             inputs["feature_scaling"] = FeatureScaler.fit(self.dataset.x[rows])
+        elif features is not None:
+            inputs["feature_groups"] = dict(features.groups)
+            inputs["feature_scaling"] = FeatureScaler.fit(self.feature_rows(rows))
         return inputs
 
     @property
@@ -182,6 +246,8 @@ class _Molecules(Dataset):
         out = Data(x=d.x, edge_index=d.edge_index, edge_attr=d.edge_attr)
         if "smiles" in d:  # models on fixed descriptors (model=gp) compute them from it
             out.smiles = d.smiles
+        if "features" in d:  # the molecule features, [1, F]
+            out.features = d.features
         if self.targets is not None:
             out.y = self.targets[i].view(1)
         return out

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from regal_torch.data import featurize
+from regal_torch.data.cache_folder import alive, write_synced
 from regal_torch.data.molecule_files import (
     Row,
     file_format,
@@ -58,7 +59,7 @@ def build_cache(
         folder.parent.mkdir(parents=True, exist_ok=True)
         for old in folder.parent.glob(f"{glob.escape(folder.name)}.partial-{host}-*"):
             pid = int(old.name.rsplit("-", 1)[1])
-            if pid == os.getpid() or not _alive(pid):
+            if pid == os.getpid() or not alive(pid):
                 shutil.rmtree(old, ignore_errors=True)
         partial.mkdir()
     except OSError as exc:
@@ -73,7 +74,7 @@ def build_cache(
         writer.save()
         meta = {"key": key, "place": word, "warnings": _check(path, word, partial, columns)}
         meta["seconds"] = round(time.perf_counter() - start, 2)
-        _write_synced(partial / "meta.json", json.dumps(meta, indent=1).encode())
+        write_synced(partial / "meta.json", json.dumps(meta, indent=1).encode())
         try:
             partial.rename(folder)
         except OSError:
@@ -84,16 +85,6 @@ def build_cache(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     log.info("%s: featurised in %.1f s", path, time.perf_counter() - start)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:
@@ -243,13 +234,6 @@ def _label_conflicts(
     )
     more = f"; and {len(groups) - 3} more molecules" if len(groups) > 3 else ""
     return [f"the same molecule with different labels (every row is kept): {shown}{more}"]
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class _Writer:

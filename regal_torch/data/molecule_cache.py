@@ -30,13 +30,10 @@ are one-hot encoded on access (:meth:`MoleculeCache.graph`).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +41,7 @@ import numpy as np
 import rdkit
 
 from regal_torch.data import featurize
+from regal_torch.data.cache_folder import one_builder
 from regal_torch.data.molecule_build import build_cache
 from regal_torch.errors import RegalError
 
@@ -90,37 +88,12 @@ def open_cache(
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     folder = Path(cache_dir).expanduser() / f"{path.name}-{name}"
     if not folder.is_dir():
-        with _one_builder(folder):  # the processes of a DDP run: one builds, the others wait
+        with one_builder(folder):  # the processes of a DDP run: one builds, the others wait
             if not folder.is_dir():
                 build_cache(path, folder, key, columns, workers)
     else:
         log.info("%s: reusing the molecule cache %s", path, folder)
     return MoleculeCache(folder)
-
-
-@contextmanager
-def _one_builder(folder: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``.NAME.lock`` beside the cache ``folder`` while it is
-    built, so that processes starting together (the SLURM tasks of one DDP run) build it once
-    and the others reuse it; a lock that cannot be taken (a file system without locks) only
-    costs a second build, which the atomic rename of :func:`build_cache` settles."""
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder.parent / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("%s: waiting for another process that builds it", folder)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 class MoleculeCache:

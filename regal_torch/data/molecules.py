@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -15,6 +15,8 @@ from regal_torch.data.molecule_cache import default_cache_dir, open_cache
 from regal_torch.data.molecule_files import file_format, name_places, read_csv_table
 from regal_torch.data.qm9_build import available_cpus
 from regal_torch.errors import RegalError
+from regal_torch.features.featurizer import Featurizer
+from regal_torch.features.molecule_features import MoleculeFeatures, molecule_features
 
 __all__ = ["MoleculeDataset", "MoleculeStrings", "read_csv_table"]
 
@@ -28,7 +30,9 @@ class MoleculeDataset(Dataset):
     Every item has ``x``, ``edge_index``, ``edge_attr`` (:mod:`regal_torch.data.featurize`:
     any element RDKit reads featurises, those outside the common organic set fall in an
     "other" bucket), ``y`` ``[1, 1]`` (NaN where the file has no label), ``mol_id`` ``[1]``
-    (the molecule's row in the file, counting from 0, blank lines not counted) and ``smiles``.
+    (the molecule's row in the file, counting from 0, blank lines not counted), ``smiles``
+    and, with ``features``, ``features`` ``[1, F]`` (the molecule features,
+    :mod:`regal_torch.features.molecule_features`, cached under ``cache_dir/features``).
     ``ids`` holds the user's id of every molecule (``id_column``, else the SDF title or the
     ``.smi`` name, else ``row<i>``; titles or names that repeat are replaced by ``row<i>`` for
     every molecule, with a warning), ``where`` its place in the file (``line 5``,
@@ -60,6 +64,12 @@ class MoleculeDataset(Dataset):
         num_workers: Featurising processes; ``None``: every available core; 0 or 1: this
             process only.
         transform: Applied to each item at access.
+        features: Names of the molecule features (featurizers of ``featurizers``), e.g.
+            ``["minimol", "xtb"]``; None or empty: none.
+        featurizers: The featurizers ``features`` may name, by name.
+
+    Attributes:
+        molecule_features: The :class:`MoleculeFeatures` of ``features``, or None.
     """
 
     def __init__(
@@ -72,6 +82,8 @@ class MoleculeDataset(Dataset):
         cache_dir: str | None = None,
         num_workers: int | None = None,
         transform: Callable[[Data], Data] | None = None,
+        features: Sequence[str] | None = None,
+        featurizers: Mapping[str, Featurizer] | None = None,
     ) -> None:
         super().__init__(None, transform)
         if on_invalid not in ("skip", "error"):
@@ -88,7 +100,8 @@ class MoleculeDataset(Dataset):
             "id_column": id_column,
         }
         workers = available_cpus() if num_workers is None else max(num_workers, 1)
-        self.cache = open_cache(self.path, Path(cache_dir or default_cache_dir()), columns, workers)
+        base = Path(cache_dir or default_cache_dir())
+        self.cache = open_cache(self.path, base, columns, workers)
         self.target_names = [target_column or "target"]
         self.target_units: dict[str, str] = {}
         n = len(self.cache)
@@ -98,6 +111,14 @@ class MoleculeDataset(Dataset):
         self.ids = MoleculeStrings(n, self.cache.id_of)
         self.where = MoleculeStrings(n, self.cache.place_of)
         self._report(on_invalid)
+        self.molecule_features: MoleculeFeatures | None = molecule_features(
+            features, featurizers, self.smiles, base / "features", workers
+        )
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The molecule features' column names (empty without features)."""
+        return [] if self.molecule_features is None else self.molecule_features.names
 
     def _report(self, on_invalid: str) -> None:
         unread = self.cache.unreadable_rows()
@@ -123,7 +144,7 @@ class MoleculeDataset(Dataset):
 
     def get(self, idx: int) -> Data:
         x, edge_index, edge_attr = self.cache.graph(idx)
-        return Data(
+        data = Data(
             x=torch.from_numpy(x),
             edge_index=torch.from_numpy(edge_index),
             edge_attr=torch.from_numpy(edge_attr),
@@ -131,6 +152,9 @@ class MoleculeDataset(Dataset):
             mol_id=self.mol_id[idx].view(1).clone(),
             smiles=self.cache.smiles_of(idx),
         )
+        if self.molecule_features is not None:
+            data.features = torch.from_numpy(self.molecule_features.rows([idx]))
+        return data
 
 
 class MoleculeStrings(Sequence[str]):

@@ -11,7 +11,8 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,13 +20,15 @@ from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.data.separate import separate
 from torch_geometric.io import fs
 
-from regal_torch.data.qm9_build import build_qm9_storage
+from regal_torch.data.qm9_build import available_cpus, build_qm9_storage
 from regal_torch.data.qm9_tables import (
     QM9_SIZE,
     QM9_TARGETS,
     QM9_UNITS,
     read_qm9_table,
 )
+from regal_torch.features.featurizer import Featurizer
+from regal_torch.features.molecule_features import MoleculeFeatures, molecule_features
 
 __all__ = ["QM9Dataset", "subset_positions"]
 
@@ -65,7 +68,11 @@ class QM9Dataset(InMemoryDataset):
       same heavy atoms, in graph-node order (matched, not assumed: in a few molecules, e.g.
       ``N#CC#CC#N``, the SMILES lists the atoms in another order than the XYZ file);
     - ``y`` ``[1, 19]`` float32, targets below; ``mol_id`` ``[1]`` int64, the QM9 index
-      (provenance; active-learning index sets hold dataset positions); ``smiles`` (str).
+      (provenance; active-learning index sets hold dataset positions); ``smiles`` (str);
+    - with ``features``, ``features`` ``[1, F]`` float32: the molecule features
+      (:mod:`regal_torch.features.molecule_features`), computed from the SMILES (and, for
+      xTB, RDKit's geometry, never the DFT one) once per molecule and cached under
+      ``root/features``.
 
     ====  ========  ==============================================  ===========
     idx   name      property                                        unit
@@ -110,6 +117,11 @@ class QM9Dataset(InMemoryDataset):
             of these QM9 indices (sorted), instead of ``subset``; cached as
             ``qm9_ids<count>_<hash>.pt``. (An item's ``mol_id`` is provenance: its QM9 index.)
         force_reload: Rebuild even if the cache exists.
+        features: Names of the molecule features (featurizers of ``featurizers``), e.g.
+            ``["minimol", "xtb"]``; None or empty: none.
+        featurizers: The featurizers ``features`` may name, by name
+            (``configs/data/featurizers/default.yaml``).
+        num_workers: Processes that compute the features; None: every available core.
 
     Attributes:
         target_names: :data:`QM9_TARGETS`, the names of ``y``'s columns.
@@ -117,6 +129,7 @@ class QM9Dataset(InMemoryDataset):
         build_info: After a build in this instantiation, a dict with ``seconds``,
             ``molecules``, ``remapped`` (QM9 indices whose atom order needed a non-identity
             mapping) and ``stretched``; ``None`` when the cache was only loaded.
+        molecule_features: The :class:`MoleculeFeatures` of ``features``, or None.
     """
 
     def __init__(
@@ -129,6 +142,9 @@ class QM9Dataset(InMemoryDataset):
         log: bool = True,
         only_indices: Sequence[int] | None = None,
         force_reload: bool = False,
+        features: Sequence[str] | None = None,
+        featurizers: Mapping[str, Featurizer] | None = None,
+        num_workers: int | None = None,
     ) -> None:
         if subset is not None and only_indices is not None:
             raise ValueError("QM9Dataset: give either subset or only_indices, not both")
@@ -144,6 +160,21 @@ class QM9Dataset(InMemoryDataset):
         self.build_info: dict | None = None
         super().__init__(root, transform, pre_transform, log=log, force_reload=force_reload)
         self.load(self.processed_paths[0])
+        workers = available_cpus() if num_workers is None else max(num_workers, 1)
+        self.molecule_features: MoleculeFeatures | None = molecule_features(
+            features, featurizers, self._data.smiles, Path(root) / "features", workers
+        )
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The molecule features' column names (empty without features)."""
+        return [] if self.molecule_features is None else self.molecule_features.names
+
+    def get(self, idx: int) -> Data:
+        data = super().get(idx)
+        if self.molecule_features is not None:
+            data.features = torch.from_numpy(self.molecule_features.rows([idx]))
+        return data
 
     @property
     def raw_file_names(self) -> list[str]:

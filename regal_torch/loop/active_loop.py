@@ -49,7 +49,6 @@ from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, r
 from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.prediction import Prediction, PredictionRequest, predict
-from regal_torch.models.target_scaling import TargetScaler
 from regal_torch.strategies.base import SelectionContext
 
 Recalibration = Callable[[Prediction], Prediction]
@@ -313,7 +312,7 @@ class ActiveLoop:
         a table, the labeled rows' feature scaling) and trained on the labeled set's target
         scaling, either way."""
         pl.seed_everything(round_seed(self.cfg.seed, r, TRAIN), verbose=False)
-        scaling = TargetScaler(*self.dm.target_scaling())
+        scaling = self.dm.target_scaler(self.cfg.model.get("baseline"))
         model = instantiate(self.cfg.model)(**self.dm.model_inputs(), target_scaling=scaling)
         if self.cfg.loop.warm_start and self.weights is not None:
             model.load_weights(self.weights)  # keeps this round's scaling

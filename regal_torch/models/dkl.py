@@ -7,10 +7,12 @@ from typing import Any
 import gpytorch
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.parsing import AttributeDict
 from torch import Tensor
 from torch_geometric.data import Batch
 
 from regal_torch.models.exact_gp import ExactGPModel
+from regal_torch.models.feature_kernels import feature_kernels, sum_kernel
 from regal_torch.models.posterior_regressor import PosteriorRegressor
 from regal_torch.models.readout import encoder_readout, pooled
 from regal_torch.models.regressor import NetworkRegressor
@@ -28,6 +30,11 @@ class DeepKernelGP(PosteriorRegressor, NetworkRegressor):
     (ARD); ``tanh`` bounds the features so the lengthscales stay meaningful. On a table
     (``edge_dim=None``) the encoder is an MLP on the standardised rows in place of GINE and
     pooling (:func:`regal_torch.models.readout.encoder_readout`).
+
+    With molecule features (``data.features``, ``feature_groups``), the GP inputs are
+    :math:`z(G)` then the standardised features, and the kernel is the sum of
+    :math:`s\,k_\theta` on :math:`z` and one RBF kernel per feature group
+    (:mod:`regal_torch.models.feature_kernels`).
 
     Training is end to end (encoder and GP hyperparameters together; no separate pretraining
     stage, so one ``Trainer.fit`` is the whole fit): each training batch is treated as a
@@ -77,19 +84,28 @@ class DeepKernelGP(PosteriorRegressor, NetworkRegressor):
         super().__init__(*network, exact_max=exact_max, inducing_points=inducing_points, **options)
         if kernel not in ("rbf", "matern"):
             raise ValueError(f"model.kernel must be rbf or matern; got {kernel!r}")
-        self.encoder, self.pool, self.project = encoder_readout(self.hparams, feature_dim)
+        groups = self.hparams.feature_groups or {}
+        graph_only = {**self.hparams, "feature_groups": None}  # features go to the kernel
+        self.encoder, self.pool, self.project = encoder_readout(
+            AttributeDict(graph_only), feature_dim
+        )
+        dims = {"active_dims": torch.arange(feature_dim)} if groups else {}
         base = (
-            gpytorch.kernels.RBFKernel(ard_num_dims=feature_dim)
+            gpytorch.kernels.RBFKernel(ard_num_dims=feature_dim, **dims)
             if kernel == "rbf"
-            else gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=feature_dim)
+            else gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=feature_dim, **dims)
         )
-        self.gp = ExactGPModel(
-            gpytorch.kernels.ScaleKernel(base), gpytorch.likelihoods.GaussianLikelihood()
-        )
+        kernels = [gpytorch.kernels.ScaleKernel(base), *feature_kernels(groups, feature_dim)]
+        self.gp = ExactGPModel(sum_kernel(kernels), gpytorch.likelihoods.GaussianLikelihood())
 
     def features(self, batch: Batch) -> Tensor:
         h = pooled(self, batch.x, batch.edge_index, batch.edge_attr, batch.batch, batch.num_graphs)
-        return torch.tanh(self.project(h))
+        z = torch.tanh(self.project(h))
+        features = self.molecule_features(batch)
+        if features is None:
+            return z
+        scaler = self.feature_scaler
+        return torch.cat([z, features if scaler is None else scaler(features)], dim=1)
 
     def loss(self, batch: Batch, target: Tensor) -> Tensor:
         """Negative exact marginal log likelihood of the batch as a GP data set, per molecule."""

@@ -66,7 +66,7 @@ class EnsembleRegressor(GNNRegressor):
 
     def members_forward(self, batch: Batch) -> Tensor:
         """Every member's prediction in original units, ``[M, B]``."""
-        return self.target_scaler(self._standardized(self._embed_batch(batch)))
+        return self.to_target(self._standardized(self._embed_batch(batch)), batch)
 
     def forward(self, batch: Batch) -> Tensor:
         """Ensemble mean in original units, ``[B]``."""
@@ -80,7 +80,7 @@ class EnsembleRegressor(GNNRegressor):
         """Members' predictions for one batch as samples, in original target units (one pass
         either way), with gradient features if :attr:`prediction_request` asks for them."""
         embedding = self._embed_batch(batch)
-        samples = self.target_scaler(self._standardized(embedding))
+        samples = self.to_target(self._standardized(embedding), batch)
         gradients = None
         if self.prediction_request.wants("gradients"):
             gradients = self._gradients(self._standardized_mean, batch)

@@ -82,7 +82,7 @@ class ExactPosterior(GPPosterior):
         mean = self.constant + cross.T @ self.alpha
         prior = self.kernel(x, x, diag=True)
         var = (prior - v.pow(2).sum(0)).clamp_min(0) + self.noise
-        return self.scaling(mean), self.scaling.scale_variance(var)
+        return self.scaling.affine(mean), self.scaling.scale_variance(var)
 
     @torch.no_grad()
     def whiten(self, x: Tensor) -> tuple[Tensor]:

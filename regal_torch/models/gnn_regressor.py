@@ -64,12 +64,17 @@ class GNNRegressor(NetworkRegressor):
     def _embed(self, *graphs: Any, **options: Any) -> Tensor:
         """Input of the last linear layer of ``graphs``, the arguments of
         :func:`regal_torch.models.readout.pooled` (``x``, ``edge_index``, ``edge_attr``,
-        ``index``, ``num_graphs``; ``options`` go to the encoder)."""
+        ``index``, ``num_graphs``, ``features``; ``options`` go to the encoder)."""
         return F.relu(self.head_hidden(pooled(self, *graphs, **options)))
 
     def _embed_batch(self, batch: Batch) -> Tensor:
         return self._embed(
-            batch.x, batch.edge_index, batch.edge_attr, batch.batch, batch.num_graphs
+            batch.x,
+            batch.edge_index,
+            batch.edge_attr,
+            batch.batch,
+            batch.num_graphs,
+            self.molecule_features(batch),
         )
 
     def _head(self, embedding: Tensor, mc: bool = False) -> Tensor:

@@ -10,6 +10,7 @@ from torch_geometric.data import Batch
 
 from regal_torch.errors import RegalError
 from regal_torch.models.exact_gp import ExactGPModel
+from regal_torch.models.feature_kernels import feature_kernels, sum_kernel
 from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.posterior_regressor import PosteriorRegressor
 from regal_torch.models.tanimoto import TanimotoKernel, morgan_fingerprints
@@ -40,6 +41,12 @@ class FingerprintGP(PosteriorRegressor):
     (ARD, regAL's default), :math:`k(a, b) = \exp(-\frac12 \sum_j (a_j - b_j)^2 / \ell_j^2)`;
     the length scales are fitted with the other hyperparameters.
 
+    With molecule features (``data.features``, handed in as ``feature_groups``), the GP
+    inputs are the fingerprint then the standardised features, and the kernel is the sum of
+    the Tanimoto kernel and one RBF kernel per feature group
+    (:mod:`regal_torch.models.feature_kernels`); ``fingerprint=False`` leaves the Tanimoto
+    kernel out (a GP on the features alone).
+
     Args:
         node_dim: Ignored on molecules; a table's number of features.
         edge_dim: Ignored on molecules; None for a table.
@@ -47,8 +54,13 @@ class FingerprintGP(PosteriorRegressor):
         fp_size: Fingerprint bits (default 2048).
         fit_iters: Adam steps on the marginal likelihood per fit (default 100).
         lr: Adam learning rate of the hyperparameters (default 0.1).
+        fingerprint: Use the Morgan fingerprint's Tanimoto kernel (default True; False needs
+            molecule features).
         target_scaling: The target's scaling; None (default): the datamodule's at fit start.
-        feature_scaling: A table's input standardisation (see
+        feature_scaling: The item features' standardisation (see
+            :class:`regal_torch.models.regressor.Regressor`).
+        feature_groups: The molecule features' groups and widths; None: none.
+        baseline: A Delta target's feature column (see
             :class:`regal_torch.models.regressor.Regressor`).
 
     Shapes:
@@ -65,26 +77,49 @@ class FingerprintGP(PosteriorRegressor):
         fp_size: int = 2048,
         fit_iters: int = 100,
         lr: float = 0.1,
+        fingerprint: bool = True,
         target_scaling: TargetScaler | None = None,
         feature_scaling: FeatureScaler | None = None,
+        feature_groups: dict[str, int] | None = None,
+        baseline: str | None = None,
     ) -> None:
-        super().__init__(target_scaling=target_scaling, feature_scaling=feature_scaling)
+        super().__init__(
+            target_scaling=target_scaling, feature_scaling=feature_scaling, baseline=baseline
+        )
         self.save_hyperparameters(ignore=["target_scaling", "feature_scaling"])
         self.automatic_optimization = False
         self.table = edge_dim is None
-        base = gpytorch.kernels.RBFKernel(ard_num_dims=node_dim) if self.table else TanimotoKernel()
-        kernel = gpytorch.kernels.ScaleKernel(base)
+        if self.table:
+            kernel = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=node_dim))
+        else:
+            if not fingerprint and not feature_groups:
+                raise RegalError(
+                    "model.fingerprint=false leaves the GP the molecule features alone, and "
+                    "this data has none: add data.features=[...] (e.g. [minimol])"
+                )
+            dims = torch.arange(fp_size) if feature_groups else None
+            kernels = [gpytorch.kernels.ScaleKernel(TanimotoKernel(active_dims=dims))]
+            kernels = kernels if fingerprint else []
+            kernels += feature_kernels(feature_groups or {}, fp_size if fingerprint else 0)
+            kernel = sum_kernel(kernels)
         self.gp = ExactGPModel(kernel, gpytorch.likelihoods.GaussianLikelihood())
 
     def features(self, batch: Batch) -> Tensor:
+        scaler = self.feature_scaler
         if self.table:
-            scaler = self.feature_scaler
             return batch.x if scaler is None else scaler(batch.x)
-        smiles = getattr(batch, "smiles", None)
-        if smiles is None:
-            raise RegalError("model=gp needs the molecules' SMILES in each batch (batch.smiles)")
-        fps = morgan_fingerprints(smiles, self.hparams.radius, self.hparams.fp_size)
-        return fps.to(self.device)
+        parts = []
+        if self.hparams.fingerprint:
+            smiles = getattr(batch, "smiles", None)
+            if smiles is None:
+                raise RegalError(
+                    "model=gp needs the molecules' SMILES in each batch (batch.smiles)"
+                )
+            fps = morgan_fingerprints(smiles, self.hparams.radius, self.hparams.fp_size)
+            parts.append(fps.to(self.device))
+        if self.hparams.feature_groups:
+            parts.append(batch.features if scaler is None else scaler(batch.features))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.gp.parameters(), lr=self.hparams.lr)

@@ -20,7 +20,8 @@ class GPPosterior(ABC):
 
     The prior is :math:`y = c + f(x) + \varepsilon`, :math:`f \sim \mathcal{GP}(0, k)`,
     :math:`\varepsilon \sim N(0, \sigma^2)`, on standardised targets; every output is
-    mapped back with ``scaling`` (means by ``scaling(.)``, variances and covariances by
+    mapped back with ``scaling`` (means by ``scaling.affine(.)``: a Delta target's baseline
+    is added by the regressor, which sees the items' features; variances and covariances by
     ``scaling.scale_variance(.)``). Implementations: the exact Cholesky posterior
     (:class:`regal_torch.models.exact_gp.ExactPosterior`) and the variational one at
     inducing inputs (:class:`regal_torch.models.sparse_gp.SparsePosterior`). All are built

@@ -64,7 +64,7 @@ class MCDropoutRegressor(GNNRegressor):
 
     def forward(self, batch: Batch) -> Tensor:
         """Prediction in original target units, ``[B]`` (dropout only in training mode)."""
-        return self.target_scaler(self._standardized(batch))
+        return self.to_target(self._standardized(batch), batch)
 
     @torch.no_grad()
     def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
@@ -75,11 +75,15 @@ class MCDropoutRegressor(GNNRegressor):
         parts: dict[str, Tensor] = {}
         if request.uncertainty:
             t, num_graphs = self.hparams.mc_samples, batch.num_graphs
-            emb = self._embed(*_replicate(batch, t), t * num_graphs, mc=True)
-            samples = self.target_scaler(self._head(emb, mc=True).view(t, num_graphs))
+            copies = _replicate(batch, t)
+            features = self.molecule_features(batch)
+            if features is not None:
+                features = features.repeat(t, 1)
+            emb = self._embed(*copies, t * num_graphs, features, mc=True)
+            samples = self.to_target(self._head(emb, mc=True).view(t, num_graphs), batch)
             parts.update(sample_statistics(samples))
         else:
-            parts["mean"] = self.target_scaler(self._head(embedding))
+            parts["mean"] = self.to_target(self._head(embedding), batch)
         if request.wants("embedding"):
             parts["embedding"] = embedding
         if request.wants("gradients"):

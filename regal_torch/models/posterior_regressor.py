@@ -66,7 +66,8 @@ class PosteriorRegressor(Regressor):
 
     def forward(self, batch: Batch) -> Tensor:
         """Posterior mean in original target units, ``[B]``."""
-        return self._posterior().mean_var(self.features(batch))[0]
+        mean = self._posterior().mean_var(self.features(batch))[0]
+        return mean + self.target_scaler.baseline(self.baseline_features(batch))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         if self.posterior is not None:
@@ -81,7 +82,9 @@ class PosteriorRegressor(Regressor):
         for batch in loader:
             batch = batch.to(self.device)
             xs.append(self.features(batch))
-            ys.append(self.target_scaler.standardise(batch.y.view(-1)))
+            ys.append(
+                self.target_scaler.standardise(batch.y.view(-1), self.baseline_features(batch))
+            )
         self.train(was_training)
         return torch.cat(xs), torch.cat(ys)
 
@@ -123,6 +126,7 @@ class PosteriorRegressor(Regressor):
         posterior = self._posterior()
         x = self.features(batch)
         mean, var = posterior.mean_var(x)
+        mean = mean + self.target_scaler.baseline(self.baseline_features(batch))
         return Prediction(mean=mean, var=var, embedding=x)
 
     def complete_prediction(self, prediction: Prediction) -> Prediction:

@@ -39,15 +39,22 @@ class Regressor(pl.LightningModule):
       (mean absolute error in original units, logged as ``val/mae``);
     - ``configure_optimizers``: AdamW over :meth:`optimizer_groups` with ``hparams.lr`` and
       ``hparams.weight_decay``, learning rate cosine-annealed over ``trainer.max_epochs``;
-    - ``feature_scaler``, on a table the :class:`FeatureScaler` its network applies to every
-      row first (handed in as ``feature_scaling``; None: the features as they are).
+    - ``feature_scaler``, the :class:`FeatureScaler` applied first to a table's rows or to
+      the molecule features (handed in as ``feature_scaling``; None: the features as they
+      are);
+    - with ``baseline``, a Delta target: ``target_scaler`` adds a line in that feature column
+      to every output (:class:`TargetScaler`), :meth:`to_target` and the training loss read
+      the batch's features for it.
 
     Args:
         target_scaling: The scaling to use, or None to read it from the datamodule at fit
             start (identity until then).
-        feature_scaling: A table's input standardisation (the loop hands in the one fitted on
-            the labeled rows; :meth:`regal_torch.data.datamodule.ActiveDataModule.model_inputs`);
-            None on molecules.
+        feature_scaling: The item features' standardisation (the loop hands in the one fitted
+            on the labeled rows; :meth:`regal_torch.data.datamodule.ActiveDataModule.model_inputs`);
+            None: none.
+        baseline: The feature column of a Delta target (``model.baseline``, e.g.
+            ``xtb_gap``); ``target_scaling`` then has it (the loop's
+            :meth:`regal_torch.data.datamodule.ActiveDataModule.target_scaler`). None: none.
 
     Shapes:
         batch: a PyG ``Batch`` of B graphs with ``y`` of shape ``[B]`` or ``[B, 1]`` when
@@ -58,11 +65,19 @@ class Regressor(pl.LightningModule):
         self,
         target_scaling: TargetScaler | None = None,
         feature_scaling: FeatureScaler | None = None,
+        baseline: str | None = None,
     ) -> None:
         super().__init__()
+        if target_scaling is not None and target_scaling.has_baseline != (baseline is not None):
+            raise ValueError(
+                f"model.baseline={baseline!r} but the target_scaling handed in has "
+                f"{'a' if target_scaling.has_baseline else 'no'} baseline: build it with "
+                "datamodule.target_scaler(baseline)"
+            )
         self.scaling_from_datamodule = target_scaling is None
         self.target_scaler = TargetScaler() if target_scaling is None else target_scaling
         self.feature_scaler = feature_scaling
+        self.baseline_name = baseline
         self.register_load_state_dict_pre_hook(_rename_legacy_scaling)
 
     @property
@@ -93,15 +108,32 @@ class Regressor(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if self.scaling_from_datamodule and hasattr(datamodule, "target_scaling"):
+        if not self.scaling_from_datamodule:
+            return
+        if hasattr(datamodule, "target_scaler"):
+            self.target_scaler = datamodule.target_scaler(self.baseline_name).to(self.device)
+        elif hasattr(datamodule, "target_scaling"):
             self.set_target_scaling(*datamodule.target_scaling())
+
+    def baseline_features(self, batch: Batch) -> Tensor | None:
+        """What a Delta target's baseline reads of ``batch`` (None without a baseline): the
+        unscaled molecule features, or a table's rows, ``[B, F]``."""
+        if not self.target_scaler.has_baseline:
+            return None
+        features = getattr(batch, "features", None)
+        return batch.x if features is None else features
+
+    def to_target(self, standardised: Tensor, batch: Batch) -> Tensor:
+        """Standardised outputs ``[..., B]`` of ``batch`` in the target's units."""
+        return self.target_scaler(standardised, self.baseline_features(batch))
 
     def loss(self, batch: Batch, target: Tensor) -> Tensor:
         """Training loss of a batch given its standardised targets ``[B]``."""
         raise NotImplementedError
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss = self.loss(batch, self.target_scaler.standardise(batch.y.view(-1)))
+        target = self.target_scaler.standardise(batch.y.view(-1), self.baseline_features(batch))
+        loss = self.loss(batch, target)
         self.log_loss(loss, batch.num_graphs)
         return loss
 
@@ -146,7 +178,12 @@ class NetworkRegressor(Regressor):
         lr: AdamW learning rate (default 1e-3), cosine-annealed over ``trainer.max_epochs``.
         weight_decay: AdamW weight decay (default 0).
         target_scaling: The target's scaling; None (default): the datamodule's at fit start.
-        feature_scaling: A table's input standardisation (see :class:`Regressor`).
+        feature_scaling: The item features' standardisation (see :class:`Regressor`).
+        feature_groups: The molecule features' groups and widths
+            (:meth:`regal_torch.data.datamodule.ActiveDataModule.model_inputs`), concatenated
+            to the pooled embedding; None: no molecule features.
+        graph: False: an MLP on the molecule features alone, no graph network (default True).
+        baseline: A Delta target's feature column (see :class:`Regressor`).
     """
 
     def __init__(
@@ -161,9 +198,16 @@ class NetworkRegressor(Regressor):
         weight_decay: float = 0.0,
         target_scaling: TargetScaler | None = None,
         feature_scaling: FeatureScaler | None = None,
+        feature_groups: dict[str, int] | None = None,
+        graph: bool = True,
+        baseline: str | None = None,
     ) -> None:
-        super().__init__(target_scaling, feature_scaling)
+        super().__init__(target_scaling, feature_scaling, baseline)
         self.save_hyperparameters(ignore=["target_scaling", "feature_scaling"])
+
+    def molecule_features(self, batch: Batch) -> Tensor | None:
+        """The batch's molecule features, ``[B, F]``, if the model reads them (else None)."""
+        return batch.features if self.hparams.feature_groups else None
 
 
 def sample_statistics(samples: Tensor) -> dict[str, Tensor]:

@@ -79,7 +79,7 @@ class SparsePosterior(GPPosterior):
         mean = self.constant + cross.T @ self.alpha
         prior = self.kernel(x, x, diag=True).double()
         var = (prior - q.pow(2).sum(0) + r.pow(2).sum(0)).clamp_min(0) + self.noise
-        return self.scaling(mean).float(), self.scaling.scale_variance(var).float()
+        return self.scaling.affine(mean).float(), self.scaling.scale_variance(var).float()
 
     @torch.no_grad()
     def whiten(self, x: Tensor) -> tuple[Tensor, Tensor]:
