@@ -55,6 +55,19 @@ def test_options_newer_than_the_state_resume_with_a_note(tmp_path, capsys):
         load_state(path, {"seed": 0})
 
 
+def test_a_run_older_than_the_features_resumes_only_as_it_ran(tmp_path, capsys):
+    path = tmp_path / "state.pt"
+    save_state(path, _state(fingerprint={"seed": 0}, round=3))
+    with pytest.raises(
+        RegalError,
+        match=r"before data.features existed, so it ran as "
+        r"data.features=\[\]; add data.features=\[\] to resume it",
+    ):
+        load_state(path, {"seed": 0, "data.features": ["minimol"], "model.baseline": None})
+    assert load_state(path, {"seed": 0, "data.features": [], "model.baseline": None})["round"] == 3
+    assert "data.features=[]" in capsys.readouterr().err
+
+
 def test_failed_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "f.bin"
     atomic_write_bytes(path, b"old")

@@ -18,6 +18,15 @@ from regal_torch.errors import RegalError
 
 STATE_VERSION = 2
 
+# Options added with a default that changes what an older run did: a state without them ran
+# as these values, and resumes only with them (option -> the behaviour before it existed).
+BEFORE_OPTION = {
+    "data.features": [],
+    "model.baseline": None,
+    "model.graph": True,
+    "model.fingerprint": True,
+}
+
 # What the loop and ``status`` read from every state.
 REQUIRED_KEYS = ("fingerprint", "round", "acquired", "labeled", "labels", "label_rounds", "history")
 
@@ -160,7 +169,9 @@ def load_state(
     so no other process is writing them. Options the state does not know (added to
     regal_torch or to the config after the run started; a new option's default keeps the old
     behaviour) do not block the resume: they are named in one line on stderr and the run goes
-    on with their current values. An option the state has and the config lacks does.
+    on with their current values, except those of :data:`BEFORE_OPTION` set to something
+    other than what the run did before they existed. An option the state has and the config
+    lacks does.
 
     Raises:
         RegalError: the file is corrupt or truncated, or was written by a run whose
@@ -179,6 +190,18 @@ def load_state(
             return fingerprint.get(key) != saved[key]
         return effect[key](fingerprint[key]) != effect[key](saved[key])
 
+    older = [
+        key
+        for key in sorted(set(BEFORE_OPTION) & set(fingerprint) - set(saved))
+        if fingerprint[key] != BEFORE_OPTION[key]
+    ]
+    if older:
+        key = older[0]
+        value = _cli(BEFORE_OPTION[key])
+        raise RegalError(
+            f"{path}: the run started before {key} existed, so it ran as {key}={value}; "
+            f"add {key}={value} to resume it (or use another hydra.run.dir)"
+        )
     diff = [key for key in sorted(saved) if differs(key)]
     if diff:
         shown = "; ".join(
@@ -199,6 +222,15 @@ def load_state(
         )
     _remove_temporaries(path.parent)
     return state
+
+
+def _cli(value: Any) -> str:
+    """A value as written on the command line (``[]``, ``null``, ``true``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def _remove_temporaries(folder: Path) -> None:
