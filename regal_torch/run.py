@@ -12,6 +12,7 @@ import hydra
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from regal_torch.errors import RegalError, regal_cause
@@ -22,6 +23,7 @@ from regal_torch.run_folder import (
     OWN_OVERRIDES,
     new_paths,
     remove_new,
+    remove_unused,
     resume_command,
     write_hydra_files,
 )
@@ -78,6 +80,7 @@ def _job(cfg: DictConfig) -> None:
     (:mod:`regal_torch.loop.processes`); the others run in step with it.
     """
     from regal_torch.loop.active_loop import ActiveLoop
+    from regal_torch.loop.checks import Unserved
     from regal_torch.loop.processes import end_with_parent, process_rank
 
     quiet_lightning()
@@ -102,7 +105,13 @@ def _job(cfg: DictConfig) -> None:
             write_hydra_files(cfg, run_dir)
         loop.run()
     except (RegalError, InstantiationException) as exc:
-        print(f"error: {one_line(regal_cause(exc) or exc)}", file=sys.stderr, flush=True)
+        cause = regal_cause(exc) or exc
+        if isinstance(cause, Unserved) and cfg.get("on_unserved", "error") == "skip":
+            print(f"skipped: {one_line(cause)}", flush=True)  # the sweep goes on without it
+            if hydra_cfg.mode == RunMode.MULTIRUN:
+                remove_unused(run_dir, Path(hydra_cfg.sweep.dir).absolute())
+            return
+        print(f"error: {one_line(cause)}", file=sys.stderr, flush=True)
         sys.exit(2)
     finally:
         lock.release()

@@ -101,6 +101,23 @@ def remove_new(run_dir: Path, new: list[Path]) -> None:
             return
 
 
+def remove_unused(run_dir: Path, stop: Path) -> None:
+    """Remove a job folder of a sweep that holds nothing but Hydra's job logs (a skipped job,
+    ``on_unserved=skip``), and its parents up to ``stop`` (the sweep folder) that are then
+    empty. A folder holding anything else is left as it is."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or any(p.suffix != ".log" for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in run_dir.parents:
+        if folder == Path(stop) or Path(stop) not in folder.parents:
+            return
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def write_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
     """Write ``run_dir/.hydra/`` as Hydra does (``config.yaml``, ``hydra.yaml``,
     ``overrides.yaml``), each file atomically."""

@@ -115,6 +115,24 @@ def test_command_line_data_without_path_is_one_line_exit_2(tmp_path, data, kind)
     )
 
 
+def test_a_strategy_the_model_cannot_serve_is_refused_before_the_folder_exists(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    tiny = [o for o in tiny if not o.startswith("model.")]  # the network's sizes
+    out = _run([*tiny, "model=gp", "strategy=lcmd_grad", f"hydra.run.dir={run_dir}"])
+    assert out.returncode == 2 and not run_dir.exists()
+    assert out.stderr == (
+        "error: strategy LCMDStrategy needs Prediction.gradients, which model FingerprintGP "
+        "does not provide (it provides mean, var, embedding, covariance)\n"
+    )
+    cold = _run([*tiny, "model=gp", "loop/initial_strategy=kmeanspp", f"hydra.run.dir={run_dir}"])
+    assert cold.returncode == 2 and not run_dir.exists()
+    assert "loop.initial_features=model needs a model that predicts untrained" in cold.stderr
+    skipped = _run([*tiny, "model=gp", "strategy=maxdist_grad", "on_unserved=skip",
+                    f"hydra.run.dir={run_dir}"])  # fmt: skip
+    assert skipped.returncode == 0 and not run_dir.exists()
+    assert skipped.stdout.startswith("skipped: strategy MaxDistStrategy needs Prediction.gradie")
+
+
 def test_run_folder_that_cannot_be_created_is_one_line_exit_2(tiny, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")

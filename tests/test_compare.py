@@ -23,26 +23,41 @@ def test_the_sweep_lists_each_strategy_that_picks_differently_once():
     assert cfg.hydra.callbacks.report._target_ == "regal_torch.report.compare.SweepReport"
 
 
-def _compare(tmp_path: Path) -> tuple[Path, list[str]]:
-    """Run a small comparison (random and lcmd, seed 0, one round on 150 rows); returns its
-    sweep folder and command."""
+def _compare(
+    tmp_path: Path,
+    strategies: str = "random,lcmd",
+    model: tuple[str, ...] = ("model.hidden_dim=8", "model.mc_samples=3"),
+) -> tuple[Path, list[str], str]:
+    """Run a small comparison (``strategies``, seed 0, one round on 150 rows, ``model``
+    overrides); returns its sweep folder, command and standard output."""
     sweep = tmp_path / "sweep"
     cmd = [
         sys.executable, "-m", "regal_torch.run", "--multirun", "experiment=compare",
         "data=table", f"data.path={DIABETES}", "data.target_column=target",
-        "strategy=random,lcmd", "seed=0", "data.datamodule.test_size=20",
+        f"strategy={strategies}", "seed=0", *model, "data.datamodule.test_size=20",
         "data.datamodule.val_size=10", "loop.initial_size=10", "loop.batch_size=5",
-        "loop.rounds=1", "trainer.max_epochs=1", "model.hidden_dim=8", "model.mc_samples=3",
+        "loop.rounds=1", "trainer.max_epochs=1",
         "progress=false", f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"report written to {sweep / 'report'}" in out.stdout
-    return sweep, cmd
+    return sweep, cmd, out.stdout
+
+
+def test_a_comparison_with_a_gp_leaves_out_the_gradient_strategies_and_reports(tmp_path):
+    sweep, _, stdout = _compare(tmp_path, "random,lcmd_grad", ("model=gp",))
+    assert (
+        "skipped: strategy LCMDStrategy needs Prediction.gradients, which model FingerprintGP "
+        "does not provide" in stdout
+    )
+    assert not (sweep / "gp" / "lcmd_grad").exists()
+    summary = pd.read_csv(sweep / "report" / "summary.csv")
+    assert summary["strategy"].tolist() == ["random"]
 
 
 def test_a_small_comparison_writes_its_report_into_the_sweep_folder(tmp_path):
-    sweep, _ = _compare(tmp_path)
+    sweep, _, _ = _compare(tmp_path)
     for strategy in ("random", "lcmd"):  # a job's folder is laid out as a single run's
         history = pd.read_csv(sweep / "mc_dropout" / strategy / "seed0" / "history.csv")
         assert history["n_labeled"].tolist() == [10, 15]
@@ -59,7 +74,7 @@ def test_a_small_comparison_writes_its_report_into_the_sweep_folder(tmp_path):
 
 @pytest.mark.slow
 def test_a_rerun_of_a_finished_comparison_resumes_and_reports_again(tmp_path):
-    sweep, cmd = _compare(tmp_path)
+    sweep, cmd, _ = _compare(tmp_path)
     (sweep / "report" / "summary.csv").unlink()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -37,7 +37,7 @@ from regal_torch.calibration import calibration_metrics, scale_variance
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
 from regal_torch.local_calibration import NeighbourCalibration, local_calibration_metrics
-from regal_torch.loop.checks import check_budget, check_config
+from regal_torch.loop.checks import check_budget, check_capabilities, check_config
 from regal_torch.loop.cold_start import initial_picks
 from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.neutral_keys import fingerprint
@@ -87,6 +87,9 @@ class ActiveLoop:
         check_config(cfg)
         if cfg.mode not in ("benchmark", "learn"):
             raise RegalError(f"mode={cfg.mode!r}: use mode=benchmark or mode=learn")
+        self.strategy = instantiate(cfg.strategy)
+        self.initial_strategy = instantiate(cfg.loop.initial_strategy)
+        check_capabilities(cfg, self.strategy, self.initial_strategy)
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.learn = cfg.mode == "learn"
         self.state_path = self.run_dir / "state.pt"
@@ -105,7 +108,6 @@ class ActiveLoop:
         )
         if self.closed:  # val and test are labeled by the oracle too
             self.dm.truth = torch.full_like(self.dm.truth, float("nan"))
-        self.strategy = instantiate(cfg.strategy)
         self.main = process_rank() == 0  # the process that selects and writes (DDP: rank 0)
         probe = instantiate(cfg.trainer)(logger=False, enable_progress_bar=False)
         check_processes(probe, get_class(cfg.model._target_), self.closed)
@@ -246,7 +248,7 @@ class ActiveLoop:
             self._add_labels(picks, self.dm.truth[picks], 0)
             return
         seed = round_seed(self.cfg.seed, 0, INITIAL)
-        picks = initial_picks(self.cfg, self.dataset, self.dm, seed)
+        picks = initial_picks(self.cfg, self.initial_strategy, self.dataset, self.dm, seed)
         if not self.closed:
             self._add_labels(picks, self.oracle.query(picks), 0)
             return

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9_tables import QM9_SIZE
 from regal_torch.errors import RegalError
+from regal_torch.models.capabilities import capabilities_of
 
 _ABSENT = object()
 
@@ -80,6 +82,7 @@ _SEED = _integer(0)
 # Option -> rule; options absent from the config are not checked.
 RULES: dict[str, Callable[[Any], str]] = {
     "seed": _SEED,
+    "on_unserved": _choice("error", "skip"),
     "loop.initial_size": _integer(2),
     "loop.batch_size": _POSITIVE_INT,
     "loop.rounds": _integer(0),
@@ -179,6 +182,42 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return repr(value)
+
+
+class Unserved(RegalError):
+    """A strategy that asks the model for what it does not provide (``experiment=compare``,
+    ``on_unserved=skip``, leaves such a run out instead)."""
+
+
+def check_capabilities(cfg: DictConfig, strategy: Any, initial_strategy: Any) -> None:
+    """Refuse, from the config alone, a strategy (or initial strategy) that needs a
+    ``Prediction`` field the model does not provide, and a cold start on an untrained model
+    that cannot predict untrained (:mod:`regal_torch.models.capabilities`; a model class
+    without a declaration is not checked).
+
+    Raises:
+        Unserved: one line naming the strategy, the field, and what the model provides.
+    """
+    model_class = get_class(cfg.model._target_)
+    declared = capabilities_of(model_class)
+    if declared is None:
+        return
+    named = [("strategy", strategy)]
+    if cfg.loop.get("initial_features", "model") == "model":
+        named.append(("loop/initial_strategy", initial_strategy))
+    for option, chosen in named:
+        missing = [f for f in chosen.requires if f not in declared.provides]
+        if missing:
+            raise Unserved(
+                f"{option} {type(chosen).__name__} needs Prediction.{missing[0]}, which model "
+                f"{model_class.__name__} does not provide (it provides {declared.describe()})"
+            )
+    if named[-1][0] == "loop/initial_strategy" and initial_strategy.requires:
+        if not declared.predicts_untrained:
+            raise Unserved(
+                f"loop.initial_features=model needs a model that predicts untrained, which "
+                f"{model_class.__name__} does not; use loop.initial_features=fingerprint"
+            )
 
 
 def check_budget(cfg: DictConfig, dm: ActiveDataModule, learn: bool) -> None:

@@ -31,12 +31,14 @@ from regal_torch.strategies.base import SelectionContext, Strategy
 FEATURES = ("model", "fingerprint")
 
 
-def initial_picks(cfg: DictConfig, dataset, dm: ActiveDataModule, seed: int) -> torch.Tensor:
-    """Dataset positions of the ``loop.initial_size`` initial picks, ``[initial_size]``.
+def initial_picks(
+    cfg: DictConfig, strategy: Strategy, dataset, dm: ActiveDataModule, seed: int
+) -> torch.Tensor:
+    """Dataset positions of the ``loop.initial_size`` initial picks of ``strategy`` (the
+    ``loop/initial_strategy``), ``[initial_size]``.
 
     ``seed`` seeds the strategy's generator and the untrained model's weights.
     """
-    strategy: Strategy = instantiate(cfg.loop.initial_strategy)
     features = cfg.loop.get("initial_features", "model")
     if features not in FEATURES:
         raise RegalError(f"loop.initial_features={features!r} must be one of {', '.join(FEATURES)}")
@@ -53,12 +55,8 @@ def initial_picks(cfg: DictConfig, dataset, dm: ActiveDataModule, seed: int) -> 
         prediction = Prediction(mean=torch.zeros(len(smiles)), embedding=embedding)
     elif request is not None:
         pl.seed_everything(seed, verbose=False)
-        model = instantiate(cfg.model)(**dm.model_inputs(dm.pool))  # no labels: scale on the pool
-        if hasattr(model, "posterior"):  # a GP predicts only once conditioned on labels
-            raise RegalError(
-                f"loop.initial_features=model needs a model that predicts untrained, which "
-                f"{type(model).__name__} does not; use loop.initial_features=fingerprint"
-            )
+        # no labels: scale on the pool (checks.check_capabilities: the model predicts untrained)
+        model = instantiate(cfg.model)(**dm.model_inputs(dm.pool))
         trainer = instantiate(cfg.trainer)(
             logger=False, enable_progress_bar=False, enable_model_summary=False
         )

@@ -18,6 +18,7 @@ NEUTRAL_KEYS = (
     "oracle",
     "logger",
     "progress",
+    "on_unserved",
     "loop.rounds",
     "data.dataset.root",
     "data.num_workers",

@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from regal_torch.errors import RegalError
-from regal_torch.models.posterior_regressor import PosteriorRegressor
+from regal_torch.models.capabilities import capabilities_of
 
 _PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent ends
 
@@ -55,21 +55,22 @@ def check_processes(trainer: pl.Trainer, model: type, computes_labels: bool) -> 
     ``trainer`` is one made from the run's ``trainer`` config, ``model`` the model's class.
 
     Raises:
-        RegalError: a Gaussian-process model (its fit conditions on the whole labeled set in
-            one step; it runs in one process), processes that do not send their predictions
-            back (``ddp_spawn``), a ``--multirun`` whose processes Lightning would start by
-            re-running the command (it would re-run the whole sweep), or a closed loop (an
-            oracle that computes labels between rounds while the other processes wait in a
-            collective with a timeout).
+        RegalError: a model that declares it runs in one process (the Gaussian processes:
+            their fit conditions on the whole labeled set in one step), processes that do
+            not send their predictions back (``ddp_spawn``), a ``--multirun`` whose
+            processes Lightning would start by re-running the command (it would re-run the
+            whole sweep), or a closed loop (an oracle that computes labels between rounds
+            while the other processes wait in a collective with a timeout).
     """
     if trainer.world_size <= 1:
         return
     strategy = trainer.strategy
-    if issubclass(model, PosteriorRegressor):
+    declared = capabilities_of(model)
+    if declared is not None and not declared.multi_process:
         raise RegalError(
-            f"model {model.__name__} is a Gaussian process, fitted on the whole labeled "
-            f"set at once, and runs in one process; a Trainer of {trainer.world_size} processes "
-            "is for the networks (mc_dropout, ensemble): use trainer.devices=1"
+            f"model {model.__name__} runs in one process (a Gaussian process is fitted on the "
+            f"whole labeled set at once); a Trainer of {trainer.world_size} processes is for "
+            "the networks (mc_dropout, ensemble): use trainer.devices=1"
         )
     if type(strategy.launcher).__name__ == "_MultiProcessingLauncher":
         raise RegalError(

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch
 
+from regal_torch.models.capabilities import Capabilities
 from regal_torch.models.gradient_features import (
     GradientLayer,
     cached_sketch,
@@ -51,6 +52,11 @@ class GNNRegressor(NetworkRegressor):
     """
 
     prediction_request = PredictionRequest()
+    capabilities = Capabilities(
+        frozenset(("mean", "var", "samples", "embedding", "gradients")),
+        predicts_untrained=True,
+        multi_process=True,
+    )
 
     def __init__(self, *network: Any, members: int | None = None, **options: Any) -> None:
         super().__init__(*network, **options)

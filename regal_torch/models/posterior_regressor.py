@@ -10,6 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
+from regal_torch.models.capabilities import Capabilities
 from regal_torch.models.exact_gp import ExactGPModel, ExactPosterior
 from regal_torch.models.gp_posterior import GPPosterior
 from regal_torch.models.prediction import Prediction
@@ -43,6 +44,12 @@ class PosteriorRegressor(Regressor):
     """
 
     gp: ExactGPModel
+    # a posterior exists only once conditioned on labels, on the whole labeled set at once
+    capabilities = Capabilities(
+        frozenset(("mean", "var", "embedding", "covariance")),
+        predicts_untrained=False,
+        multi_process=False,
+    )
 
     def __init__(
         self,
