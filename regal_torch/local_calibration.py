@@ -12,6 +12,8 @@ leave-one-out, makes the local variances calibrated on average.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -20,6 +22,7 @@ from regal_torch.calibration import (
     fit_variance_scale,
     gaussian_nll,
     miscalibration_area,
+    scale_variance,
 )
 from regal_torch.errors import RegalError
 from regal_torch.models.prediction import Prediction
@@ -120,3 +123,22 @@ def local_calibration_metrics(
         "test_spearman_local": error_std_spearman(test.mean, var, test_target),
         "test_miscal_local": miscalibration_area(test.mean, var, test_target),
     }
+
+
+Recalibration = Callable[[Prediction], Prediction]
+
+
+def recalibration(
+    enabled: bool, var_scale: float, local: NeighbourCalibration | None
+) -> Recalibration:
+    """What the strategy's predictions go through each round: the local variance, the global
+    factor ``var_scale`` or nothing (``loop.local_neighbours``, ``loop.recalibrate``)."""
+    if not enabled:
+        return lambda prediction: prediction
+    if local is not None:
+        return lambda prediction: (
+            prediction
+            if prediction.var is None
+            else scale_variance(prediction, local.factors(prediction))
+        )
+    return lambda prediction: scale_variance(prediction, var_scale)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from regal_torch.errors import RegalError
 from regal_torch.loop.queries import query_path
-from regal_torch.loop.state import read_state
+from regal_torch.loop.state import RunState
 
 
 def describe(run_dir: Path) -> str:
@@ -38,16 +38,16 @@ def describe(run_dir: Path) -> str:
     if not state_path.exists():
         lines.append("  no round finished yet")
         return "\n".join(lines)
-    state = read_state(state_path)
-    history, labeled = state["history"], state["labeled"]
+    state = RunState.read(state_path)
+    history, labeled = state.history, state.labeled
     rounds = cfg.loop.rounds
     finished = len(history)
     lines.append(f"  rounds finished: {finished} of {rounds + 1} (round 0 to {rounds})")
     lines.append(f"  labels so far: {len(labeled)}")
     if history:
         lines.append(f"  last test MAE: {history[-1]['test_mae']:.4f}")
-    pending = state.get("pending")
-    if pending is not None and state["fingerprint"].get("oracle_computes"):
+    pending = state.pending
+    if pending is not None and state.fingerprint.get("oracle_computes"):
         query = query_path(run_dir, len(history))
         lines.append(
             f"  computing: {len(pending)} molecules by the oracle ({query} holds those done)"

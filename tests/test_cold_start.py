@@ -12,7 +12,7 @@ from regal_torch.models.tanimoto import morgan_fingerprints
 
 def _initial(tiny, tmp_path, *extra):
     loop = ActiveLoop(compose_config([*tiny, *extra]), tmp_path).open()
-    return loop, loop.dm.labeled[loop.label_rounds == 0]
+    return loop, loop.dm.labeled[loop.labels.label_rounds == 0]
 
 
 def test_random_draws_the_set_it_always_drew(tiny, tmp_path):

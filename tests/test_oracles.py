@@ -55,7 +55,7 @@ def _check_closed_loop(loop, run_dir, smiles, rounds):
     """Every label is the fake calculation's, failures are recorded and never picked again."""
     assert len(loop.history) == rounds + 1 and loop.pending is None  # no stop between rounds
     assert [row["n_labeled"] for row in loop.history] == [
-        len(loop.label_rounds[loop.label_rounds <= r]) for r in range(rounds + 1)
+        len(loop.labels.label_rounds[loop.labels.label_rounds <= r]) for r in range(rounds + 1)
     ]
     asked = [pd.read_csv(run_dir / "queries" / f"round_{r:03d}.csv") for r in range(rounds + 1)]
     ids = [i for frame in asked for i in frame["id"]]
@@ -95,7 +95,7 @@ def test_a_round_where_every_calculation_fails_stops_and_is_retried(smiles_file,
     loop = ActiveLoop(compose_config([*overrides, *_function(), "loop.rounds=0"]), run_dir)
     loop.run()
     dm = loop.dm  # the oracle fixed: the start set is computed
-    assert len(dm.labeled) + len(dm.val) + len(dm.test) + len(loop.failed) == 18
+    assert len(dm.labeled) + len(dm.val) + len(dm.test) + len(loop.labels.failed) == 18
 
 
 def test_timeouts_and_crashes_fail_only_their_molecule(smiles_file, tmp_path):
@@ -151,11 +151,10 @@ def test_computed_oracles_need_learn_mode_and_no_labels_file(smiles_file, tmp_pa
         ActiveLoop(
             compose_config(_overrides(smiles_file, *_function(), "mode=benchmark")), tmp_path
         )
-    loop = ActiveLoop(
-        compose_config(_overrides(smiles_file, *_function(), "labels=a.csv")), tmp_path
-    )
     with pytest.raises(RegalError, match="labels=a.csv gives labels for oracle=file's"):
-        loop.open()
+        ActiveLoop(  # refused before the run folder is opened
+            compose_config(_overrides(smiles_file, *_function(), "labels=a.csv")), tmp_path
+        )
 
 
 def test_command_oracle_runs_a_closed_loop(smiles_file, tmp_path):
@@ -269,7 +268,7 @@ def test_function_oracle_closed_loop_killed_mid_round_resumes_without_recomputin
     resumed = ActiveLoop(compose_config([*overrides, "loop.rounds=2"]), run_dir).open()
     gone = torch.tensor([int(i[1:]) for i in failed["id"]])
     assert not torch.isin(gone, resumed.dm.pool).any()  # a resume keeps them out of the pool
-    assert resumed.failed_reasons == failed["reason"].tolist()
+    assert resumed.labels.failed_reasons == failed["reason"].tolist()
 
 
 def test_a_closed_loop_under_several_processes_is_refused(smiles_file, tmp_path):

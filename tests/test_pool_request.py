@@ -69,8 +69,8 @@ def test_grad_kernel_runs_end_to_end_with_one_sketch_per_round(tiny, tmp_path, r
 def test_grad_picks_differ_from_ll_picks(tiny, tmp_path):
     ll = _run(tiny, tmp_path / "ll", "maxdist")
     grad = _run(tiny, tmp_path / "grad", "maxdist_grad")
-    initial = ll.label_rounds == 0
-    assert torch.equal(ll.dm.labeled[initial], grad.dm.labeled[grad.label_rounds == 0])
+    initial = ll.labels.label_rounds == 0
+    assert torch.equal(ll.dm.labeled[initial], grad.dm.labeled[grad.labels.label_rounds == 0])
     assert not torch.equal(ll.dm.labeled, grad.dm.labeled)
 
 
@@ -90,11 +90,11 @@ def test_candidates_limit_what_is_predicted_and_picked(tiny, tmp_path, requests_
     assert sum(cheap) == 40 + 20 + 40 + 30
     subsets = []
     for r in (0, 1):  # round r's pool: the final pool and what rounds after r labeled
-        later = loop.dm.labeled[loop.label_rounds > r]
+        later = loop.dm.labeled[loop.labels.label_rounds > r]
         pool = torch.cat([loop.dm.pool, later]).sort().values
         generator = torch.Generator().manual_seed(round_seed(0, r, CANDIDATES))
         candidates = pool[torch.randperm(len(pool), generator=generator)[:40]]
-        assert torch.isin(loop.dm.labeled[loop.label_rounds == r + 1], candidates).all()
+        assert torch.isin(loop.dm.labeled[loop.labels.label_rounds == r + 1], candidates).all()
         subsets.append(set(candidates.tolist()))
     assert subsets[0] != subsets[1]  # a fresh subset each round
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,35 +32,38 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from regal_torch.calibration import calibration_metrics, scale_variance
+from regal_torch.calibration import calibration_metrics
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
-from regal_torch.local_calibration import NeighbourCalibration, local_calibration_metrics
+from regal_torch.local_calibration import (
+    NeighbourCalibration,
+    Recalibration,
+    local_calibration_metrics,
+    recalibration,
+)
 from regal_torch.loop.checks import check_budget, check_capabilities, check_config
 from regal_torch.loop.cold_start import initial_picks
+from regal_torch.loop.labelling import Labelling
 from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.neutral_keys import fingerprint
-from regal_torch.loop.oracle import BenchmarkOracle
 from regal_torch.loop.processes import check_processes, process_rank
-from regal_torch.loop.progress import RoundProgress, show_progress
-from regal_torch.loop.queries import Answers, QueryOracle
+from regal_torch.loop.progress import RoundProgress, round_line, show_progress
 from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
-from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
+from regal_torch.loop.state import RunState, atomic_write_bytes
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.prediction import Prediction, PredictionRequest, predict
 from regal_torch.strategies.base import SelectionContext
-
-Recalibration = Callable[[Prediction], Prediction]
 
 
 class ActiveLoop:
     """Active learning over one run directory.
 
-    ``ActiveLoop(cfg, run_dir)`` checks the options and builds the dataset, datamodule and
-    strategy; it touches nothing in ``run_dir``. :meth:`open` opens the run folder: it resumes
-    from ``state.pt`` (checked against the config) or labels the initial set, and in learn
-    mode takes the labels given for pending picks. :meth:`run` (which opens first if needed)
-    runs the remaining rounds.
+    ``ActiveLoop(cfg, run_dir)`` checks the options and what the model provides against what
+    the strategies need, then builds the dataset, datamodule and strategy; it touches nothing
+    in ``run_dir``. :meth:`open` opens the run folder: it resumes from ``state.pt`` (a
+    :class:`RunState` checked against the config) or labels the initial set, and in learn mode
+    takes the labels given for pending picks. :meth:`run` (which opens first if needed) runs
+    the remaining rounds.
 
     Round ``r`` (0 to ``loop.rounds``) trains a fresh model on the labeled set, scores it on
     the test set and, unless it is the last round, predicts the pool, selects
@@ -73,14 +75,9 @@ class ActiveLoop:
     Each round also predicts the validation set, fits one variance scale factor on it and
     records raw and recalibrated uncertainty metrics (:func:`calibration_metrics`). With
     ``loop.warm_start``, the trained weights go into ``state.pt`` with the round (so a
-    resumed run continues from exactly the weights an uninterrupted one would).
-
-    Learn mode with an oracle that computes labels (``oracle=function``, ``oracle=command``;
-    a closed loop) labels everything through it, the data's own labels unused: first the
-    validation and test molecules (drawn from all molecules) and ``loop.initial_size``
-    molecules picked by ``loop/initial_strategy`` (the start set, query file ``round_000``),
-    then each round's picks, without stopping. Picks whose calculation failed are recorded
-    (``failed.csv``, ``state.pt``) and leave the pool (or val and test) for good.
+    resumed run continues from exactly the weights an uninterrupted one would). Where labels
+    come from (benchmark, query files, a closed loop's oracle) is
+    :class:`regal_torch.loop.labelling.Labelling`'s.
     """
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
@@ -93,42 +90,41 @@ class ActiveLoop:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.learn = cfg.mode == "learn"
         self.state_path = self.run_dir / "state.pt"
-        self.oracle_factory = instantiate(cfg.oracle)
-        self.closed = self.oracle_factory.func.computes  # every label from a calculation
-        if self.closed and not self.learn:
-            raise RegalError(
-                f"oracle {self.oracle_factory.func.__name__} computes labels in mode=learn; "
-                "add mode=learn (mode=benchmark reveals the labels the data holds)"
-            )
+        oracle_factory = instantiate(cfg.oracle)
+        closed = oracle_factory.func.computes  # every label from a calculation
         self.dataset = instantiate(cfg.data.dataset)
         self.dm: ActiveDataModule = instantiate(
             cfg.data.datamodule,
             dataset=self.dataset,
-            holdout_from_labeled=self.learn and not self.closed,
+            holdout_from_labeled=self.learn and not closed,
         )
-        if self.closed:  # val and test are labeled by the oracle too
-            self.dm.truth = torch.full_like(self.dm.truth, float("nan"))
         self.main = process_rank() == 0  # the process that selects and writes (DDP: rank 0)
+        self.labels = Labelling(
+            oracle_factory, self.dataset, self.dm, run_dir, self.learn, cfg.labels, self.main
+        )
         probe = instantiate(cfg.trainer)(logger=False, enable_progress_bar=False)
-        check_processes(probe, get_class(cfg.model._target_), self.closed)
+        check_processes(probe, get_class(cfg.model._target_), closed)
         self.unit = getattr(self.dataset, "target_units", {}).get(self.dm.target, "")
-        check_budget(cfg, self.dm, self.learn and not self.closed)
+        check_budget(cfg, self.dm, self.learn and not closed)
         self.loggers = RunLoggers(cfg, run_dir, active=self.main)
         self.show_progress = self.main and show_progress(cfg.get("progress", "auto"))
         self.fingerprint = {**fingerprint(cfg), "n_molecules": len(self.dataset)}
-        if self.closed:  # the oracle options are neutral, but not a switch to or from this
+        if closed:  # the oracle options are neutral, but not a switch to or from this
             self.fingerprint["oracle_computes"] = True
         self.history: list[dict[str, Any]] = []
         self.weights: dict[str, torch.Tensor] | None = None
-        self.label_rounds = torch.empty(0, dtype=torch.long)  # round each labeled one came in
-        self.pending: torch.Tensor | None = None  # learn mode: picks awaiting the user's labels
-        self.pending_query: Path | None = None  # and the query file written for them
-        self.oracle: BenchmarkOracle | QueryOracle | None = None
-        # learn mode: picks whose calculation failed, the round they were picked in, and why
-        self.failed = torch.empty(0, dtype=torch.long)
-        self.failed_rounds = torch.empty(0, dtype=torch.long)
-        self.failed_reasons: list[str] = []
         self.next_round: int | None = None  # set by open()
+        self.progress: RoundProgress | None = None  # made by open()
+
+    @property
+    def pending(self) -> torch.Tensor | None:
+        """Learn mode: the picks awaiting their labels, or None."""
+        return self.labels.pending
+
+    @property
+    def pending_query(self) -> Path | None:
+        """The query file written for :attr:`pending`."""
+        return self.labels.pending_query
 
     def open(self) -> ActiveLoop:
         """Open the run folder: resume from its state or label the initial set (learn mode:
@@ -146,121 +142,39 @@ class ActiveLoop:
         def candidates(m: int | None) -> int | None:  # m >= the pool: every round sees it all
             return None if m is None or m >= n_pool else m
 
-        state = load_state(self.state_path, self.fingerprint, {"loop.candidates": candidates})
-        self.oracle = self._oracle()
+        state = RunState.load(self.state_path, self.fingerprint, {"loop.candidates": candidates})
+        self.labels.open(state)
         if state is None:
-            self._label_initial()
+            picks = None
+            if self.labels.picks_initial:
+                seed = round_seed(self.cfg.seed, 0, INITIAL)
+                picks = initial_picks(self.cfg, self.initial_strategy, self.dataset, self.dm, seed)
+            self.labels.label_initial(picks)
             self.next_round = 0
-            return self
-        if self.closed:
-            self.dm.val, self.dm.test, self.dm.truth = state["val"], state["test"], state["truth"]
-        self.dm.label(state["labeled"], state["labels"])
-        self.label_rounds = state["label_rounds"]
-        if "failed" in state:
-            self._fail(state["failed"], state["failed_reasons"], state["failed_rounds"])
-        self.history = state["history"]
-        self.weights = state.get("weights")
-        self.pending = state.get("pending")
-        # A last round that picked nothing is redone only if loop.rounds grew since.
-        done = state["acquired"] or state["round"] >= self.cfg.loop.rounds
-        if self.pending is not None:
-            if not self.closed:  # a closed loop computes its pending labels in run()
-                self._ingest(state["round"])
-            done = True
-        self.next_round = state["round"] + 1 if done else state["round"]
+        else:
+            self.history, self.weights = state.history, state.weights
+            # A last round that picked nothing is redone only if loop.rounds grew since.
+            done = state.acquired or state.round >= self.cfg.loop.rounds
+            if self.pending is not None:
+                if not self.labels.closed:  # a closed loop computes its pending labels in run()
+                    self._ingest(state.round)
+                done = True
+            self.next_round = state.round + 1 if done else state.round
+        self.progress = RoundProgress(self.next_round, self.cfg.loop.rounds, self.show_progress)
         return self
 
-    def _oracle(self) -> BenchmarkOracle | QueryOracle:
-        if not self.learn:
-            return BenchmarkOracle(self.dm.truth, getattr(self.dataset, "where", None))
-        if self.closed and self.cfg.labels is not None:
-            raise RegalError(
-                f"labels={self.cfg.labels} gives labels for oracle=file's query files; this "
-                "run's oracle computes them: leave labels= out"
-            )
-        ids = getattr(self.dataset, "ids", None) or [str(int(i)) for i in self.dm.mol_ids]
-        return self.oracle_factory(
-            run_dir=self.run_dir, ids=list(ids), smiles=list(self.dataset.smiles)
-        )
-
-    def _add_labels(self, positions: torch.Tensor, values: torch.Tensor, round_: int) -> None:
-        self.dm.label(positions, values)
-        rounds = torch.full((len(positions),), round_, dtype=torch.long)
-        self.label_rounds = torch.cat([self.label_rounds, rounds])
-
-    def _fail(self, positions: torch.Tensor, reasons: list[str], rounds: torch.Tensor) -> None:
-        """Record failed calculations; those molecules leave the pool, val and test for good."""
-        self.failed = torch.cat([self.failed, positions])
-        self.failed_rounds = torch.cat([self.failed_rounds, rounds])
-        self.failed_reasons = [*self.failed_reasons, *reasons]
-        for name in ("pool", "val", "test"):
-            kept = getattr(self.dm, name)
-            setattr(self.dm, name, kept[~torch.isin(kept, positions)])
-
     def _ingest(self, r: int) -> None:
-        """Learn mode: take the labels given (or computed) for round ``r``'s picks (``r`` -1:
-        the start set of a closed loop); unfilled picks stay in the pool, failed ones leave it."""
-        answers = self.oracle.answers(r + 1, self.pending)
-        labeled, failed = len(answers.positions), len(answers.failed)
-        self._fail(answers.failed, answers.reasons, torch.full((failed,), r + 1))
-        if r < 0:
-            answers = self._label_holdout(answers)
-        self._add_labels(answers.positions, answers.values, r + 1)
-        back = len(self.pending) - labeled - failed
-        what = "start-set (validation, test, initial)" if r < 0 else "queried"
-        if self.main:
-            print(
-                f"{labeled} of {len(self.pending)} {what} molecules labeled"
-                + (f"; {back} back in the pool" if not self.closed else "")
-                + (f"; {failed} failed, not offered again (failed.csv)" if failed else ""),
-                flush=True,
-            )
-        self.pending = None
+        """Learn mode: take the labels for round ``r``'s picks, then record them."""
+        self.labels.ingest(r)
         self._save(r, acquired=True)
         self._write_tables()
-
-    def _label_holdout(self, answers: Answers) -> Answers:
-        """Give the validation and test molecules of a closed loop's start set their computed
-        labels; returns the answers for the rest (the initial set).
-
-        Raises:
-            RegalError: fewer than 2 validation or test molecules got a label.
-        """
-        held = torch.isin(answers.positions, torch.cat([self.dm.val, self.dm.test]))
-        self.dm.truth[answers.positions[held]] = answers.values[held]
-        for name in ("val", "test"):
-            if len(getattr(self.dm, name)) < 2:
-                raise RegalError(
-                    f"only {len(getattr(self.dm, name))} {name} molecules got a label from the "
-                    f"oracle (failed.csv); the loop needs at least 2: raise "
-                    f"data.datamodule.{name}_size"
-                )
-        return Answers(answers.positions[~held], answers.values[~held])
-
-    def _label_initial(self) -> None:
-        """Benchmark: ``loop.initial_size`` pool molecules picked by ``loop/initial_strategy``
-        (:mod:`regal_torch.loop.cold_start`); learn: those with a label; a closed loop: the
-        start set (validation, test and the initial picks) becomes pending, for :meth:`run`
-        to compute."""
-        pool = self.dm.pool
-        if self.learn and not self.closed:
-            picks = pool[torch.isfinite(self.dm.truth[pool])]
-            self._add_labels(picks, self.dm.truth[picks], 0)
-            return
-        seed = round_seed(self.cfg.seed, 0, INITIAL)
-        picks = initial_picks(self.cfg, self.initial_strategy, self.dataset, self.dm, seed)
-        if not self.closed:
-            self._add_labels(picks, self.oracle.query(picks), 0)
-            return
-        self.pending = torch.cat([self.dm.val, self.dm.test, picks])
 
     def _compute_pending(self) -> None:
         """A closed loop's pending labels: the start set of a new run (asked, and the state
         saved first, so that a run killed while computing resumes there), or the picks of the
         round a killed run was computing."""
         if not self.state_path.exists():
-            nan = torch.full((len(self.pending),), float("nan"))
-            self.pending_query = self.oracle.ask(0, self.pending, nan, nan)
+            self.labels.ask_start_set()
             self._save(-1, acquired=False)
         self._ingest(self.next_round - 1)
 
@@ -268,20 +182,20 @@ class ActiveLoop:
         """Open the run folder if needed and run the remaining rounds; returns the history
         (one dict per round)."""
         self.open()
-        if self.closed and self.pending is not None:
+        if self.labels.closed and self.pending is not None:
             self._compute_pending()
         rounds = self.cfg.loop.rounds
         self._write_tables()  # the tables may lag the state if a run died between the two
         if self.next_round > rounds:
             if self.main:
                 print(f"{self.run_dir}: all {rounds} rounds already done", flush=True)
+            self.progress.close()
             return self.history
         self.loggers.start(self.history[: self.next_round])
-        self.progress = RoundProgress(self.next_round, rounds, self.show_progress)
         try:
             for r in range(self.next_round, rounds + 1):
                 self._record(r, self._round(r, acquire=r < rounds))
-                if self.pending is not None and not self.closed:
+                if self.pending is not None and not self.labels.closed:
                     break  # for the user's labels
                 if self.pending is not None:
                     self._ingest(r)
@@ -339,9 +253,9 @@ class ActiveLoop:
         metrics, recalibrate = self._score(r, trainer, model)
         row.update(metrics)
         row["seconds_test"] = time.perf_counter() - start
-        row["seconds_predict"] = row["seconds_select"] = float("nan")
-        if acquire:
-            row.update(self._acquire(r, trainer, model, recalibrate))
+        row["seconds_predict"], row["seconds_select"] = (
+            self._acquire(r, trainer, model, recalibrate) if acquire else (math.nan, math.nan)
+        )
         if self.cfg.loop.warm_start:
             self.weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         return row
@@ -360,7 +274,7 @@ class ActiveLoop:
         if self.cfg.loop.get("local_neighbours") is not None:
             local = NeighbourCalibration(val, truth[val_set], self.cfg.loop.local_neighbours)
             metrics.update(local_calibration_metrics(local, test, truth[test_set]))
-        return metrics, self._recalibration(metrics["var_scale"], local)
+        return metrics, recalibration(self.cfg.loop.recalibrate, metrics["var_scale"], local)
 
     def _record(self, r: int, row: dict[str, Any]) -> None:
         """Record finished round ``r``: its row (replacing a redone round's), then the state,
@@ -379,36 +293,15 @@ class ActiveLoop:
         process of a multi-process run writes."""
         if not self.main:
             return
-        state = {
-            "fingerprint": self.fingerprint,
-            "round": r,
-            "acquired": acquired,
-            "labeled": self.dm.labeled,
-            "labels": self.dm.labels[self.dm.labeled],
-            "label_rounds": self.label_rounds,
-            "pending": self.pending,
-            "history": self.history,
-            "weights": self.weights,
-            "failed": self.failed,
-            "failed_rounds": self.failed_rounds,
-            "failed_reasons": self.failed_reasons,
-        }
-        if self.closed:  # val and test as the oracle left them, with their labels
-            state.update(val=self.dm.val, test=self.dm.test, truth=self.dm.truth)
-        save_state(self.state_path, state)
-
-    def _recalibration(self, var_scale: float, local: NeighbourCalibration | None) -> Recalibration:
-        """What the strategy's predictions go through: the local variance, the global factor
-        or nothing (``loop.local_neighbours``, ``loop.recalibrate``)."""
-        if not self.cfg.loop.recalibrate:
-            return lambda prediction: prediction
-        if local is not None:
-            return lambda prediction: (
-                prediction
-                if prediction.var is None
-                else scale_variance(prediction, local.factors(prediction))
-            )
-        return lambda prediction: scale_variance(prediction, var_scale)
+        state = RunState(
+            fingerprint=self.fingerprint,
+            round=r,
+            acquired=acquired,
+            history=self.history,
+            weights=self.weights,
+            **self.labels.state_fields(),
+        )
+        state.save(self.state_path)
 
     def _pool_request(self, r: int) -> PredictionRequest | None:
         """What round ``r``'s pool (and labeled) prediction must hold: what the strategy
@@ -428,9 +321,10 @@ class ActiveLoop:
 
     def _acquire(
         self, r: int, trainer: pl.Trainer, model: pl.LightningModule, recalibrate: Recalibration
-    ) -> dict[str, float]:
+    ) -> tuple[float, float]:
         """Predict the candidates (only what the strategy uses), select a batch and label it
-        (learn mode: ask for the labels); returns the timings.
+        (learn mode: ask for the labels); returns the seconds of the prediction and of the
+        selection.
 
         The predictions the strategy sees go through ``recalibrate`` first.
         """
@@ -455,15 +349,13 @@ class ActiveLoop:
         picks = self.strategy.select(pool, self.cfg.loop.batch_size, context) if self.main else None
         picks = trainer.strategy.broadcast(picks, src=0)
         seconds_select = time.perf_counter() - start
-        if self.learn:
-            if self.main:
-                row_of = {p: i for i, p in enumerate(candidates.tolist())}
-                chosen = pool.index_select(torch.tensor([row_of[p] for p in picks.tolist()]))
-                self.pending_query = self.oracle.ask(r + 1, picks, chosen.mean, chosen.std)
-            self.pending = picks
-        else:
-            self._add_labels(picks, self.oracle.query(picks), r + 1)
-        return {"seconds_predict": seconds_predict, "seconds_select": seconds_select}
+        mean = std = None
+        if self.learn and self.main:  # the query file shows the picks' predictions
+            row_of = {p: i for i, p in enumerate(candidates.tolist())}
+            chosen = pool.index_select(torch.tensor([row_of[p] for p in picks.tolist()]))
+            mean, std = chosen.mean, chosen.std
+        self.labels.ask(r, picks, mean, std)
+        return seconds_predict, seconds_select
 
     def _candidates(self, r: int) -> torch.Tensor:
         """Round ``r``'s candidates: the pool, or with ``loop.candidates=m`` a random subset of
@@ -492,28 +384,7 @@ class ActiveLoop:
     def _write_tables(self) -> None:
         if not self.main:
             return
-        labeled = self.dm.labeled
-        selected = pd.DataFrame(
-            {
-                "round": self.label_rounds,
-                "position": labeled,
-                "mol_id": self.dm.mol_ids[labeled],
-                "label": self.dm.labels[labeled],
-            }
-        )
-        tables = [("selected.csv", selected)]
-        if len(self.failed):
-            chosen = self.failed.tolist()
-            failed = pd.DataFrame(
-                {
-                    "round": self.failed_rounds,
-                    "position": self.failed,
-                    "id": [self.oracle.ids[p] for p in chosen],
-                    "smiles": [self.oracle.smiles[p] for p in chosen],
-                    "reason": self.failed_reasons,
-                }
-            )
-            tables.append(("failed.csv", failed))
+        tables = self.labels.tables()
         if self.history:  # no history.csv before the first round is done
             # the target's unit goes with the numbers (empty where the dataset has none)
             tables.append(("history.csv", pd.DataFrame(self.history).assign(unit=self.unit)))
@@ -523,21 +394,10 @@ class ActiveLoop:
             atomic_write_bytes(self.run_dir / name, buffer.getvalue().encode())
 
     def _report(self, row: dict[str, Any]) -> None:
-        if not self.main:
-            return
-        unit = f" {self.unit}" if self.unit else ""
-        seconds = "".join(
-            f" | {name} {row[f'seconds_{name}']:.1f} s"
-            for name in ("train", "predict", "select")
-            if not math.isnan(row[f"seconds_{name}"])
-        )
-        line = (
-            f"round {row['round']}/{self.cfg.loop.rounds} | labeled {row['n_labeled']} | "
-            f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit} | "
-            f"NLL {row['test_nll_recal']:.3f} (const {row['test_nll_const']:.3f}) | "
-            f"Spearman {row['test_spearman']:.2f}{seconds}"
-        )
-        self.progress.round_done(line, row["n_labeled"], row["test_mae"], unit)
+        if self.main:
+            line = round_line(row, self.cfg.loop.rounds, self.unit)
+            unit = f" {self.unit}" if self.unit else ""
+            self.progress.round_done(line, row["n_labeled"], row["test_mae"], unit)
 
 
 def _terminated(r: int) -> RegalError:

@@ -9,8 +9,10 @@ drawn below it.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from typing import Any
 
 from tqdm import tqdm
 
@@ -28,6 +30,23 @@ def show_progress(setting: bool | str) -> bool:
     if isinstance(setting, bool):
         return setting
     raise RegalError(f"progress must be true, false or auto; got {setting!r}")
+
+
+def round_line(row: dict[str, Any], rounds: int, unit: str) -> str:
+    """The line printed for a finished round: its labels, test metrics and seconds per phase
+    (``row`` is the round's row of ``history.csv``; ``unit`` the target's, or empty)."""
+    unit = f" {unit}" if unit else ""
+    seconds = "".join(
+        f" | {name} {row[f'seconds_{name}']:.1f} s"
+        for name in ("train", "predict", "select")
+        if not math.isnan(row[f"seconds_{name}"])
+    )
+    return (
+        f"round {row['round']}/{rounds} | labeled {row['n_labeled']} | "
+        f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit} | "
+        f"NLL {row['test_nll_recal']:.3f} (const {row['test_nll_const']:.3f}) | "
+        f"Spearman {row['test_spearman']:.2f}{seconds}"
+    )
 
 
 def _clock(seconds: float) -> str:

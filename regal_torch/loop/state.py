@@ -1,4 +1,9 @@
-"""The run's state checkpoint: written atomically, checked against the config on resume."""
+"""The run's state checkpoint: written atomically, checked against the config on resume.
+
+:class:`RunState` is what ``state.pt`` holds, field by field; :func:`save_state`,
+:func:`read_state` and :func:`load_state` are its file format (a checksummed torch file) and
+the check against the config.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import secrets
 import stat
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +33,90 @@ BEFORE_OPTION = {
     "model.fingerprint": True,
 }
 
-# What the loop and ``status`` read from every state.
-REQUIRED_KEYS = ("fingerprint", "round", "acquired", "labeled", "labels", "label_rounds", "history")
+
+def _no_positions() -> torch.Tensor:
+    return torch.empty(0, dtype=torch.long)
+
+
+@dataclass
+class RunState:
+    """What a run folder's ``state.pt`` holds after a finished round.
+
+    Attributes:
+        fingerprint: The run's config less the result-neutral options
+            (:func:`regal_torch.loop.neutral_keys.fingerprint`), checked on resume.
+        round: The last finished round (-1: a closed loop whose start set is being computed).
+        acquired: Whether that round picked and labeled its batch (its last round did not).
+        labeled: Dataset positions of the labeled molecules, in labeling order.
+        labels: Their labels.
+        label_rounds: The round each came in (0: the initial set).
+        history: One dict of metrics per finished round (``history.csv``'s rows).
+        pending: Learn mode: picks awaiting their labels, or None.
+        weights: ``loop.warm_start``: the last round's ``state_dict``, or None.
+        failed, failed_rounds, failed_reasons: Learn mode: picks whose calculation failed,
+            the round they were picked in, and why.
+        holdout: A closed loop: the validation and test positions and every label as the
+            oracle left them (``val``, ``test``, ``truth``), or None.
+
+    Shapes:
+        labeled, labels, label_rounds: ``[L]``; pending: ``[k]``; failed, failed_rounds:
+        ``[F]``; holdout ``truth``: ``[N]``.
+    """
+
+    fingerprint: dict[str, Any]
+    round: int
+    acquired: bool
+    labeled: torch.Tensor
+    labels: torch.Tensor
+    label_rounds: torch.Tensor
+    history: list[dict[str, Any]]
+    pending: torch.Tensor | None = None
+    weights: dict[str, torch.Tensor] | None = None
+    failed: torch.Tensor = field(default_factory=_no_positions)
+    failed_rounds: torch.Tensor = field(default_factory=_no_positions)
+    failed_reasons: list[str] = field(default_factory=list)
+    holdout: dict[str, torch.Tensor] | None = None
+
+    def save(self, path: Path) -> None:
+        """Checkpoint to ``path`` atomically (:func:`save_state`)."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        holdout = state.pop("holdout")
+        if holdout is not None:  # stored as top-level keys, as states have always been
+            state.update(holdout)
+        save_state(path, state)
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> RunState:
+        """The state read from a file (:func:`read_state`); keys that states written by older
+        versions lack take their defaults."""
+        known = {f.name for f in fields(cls)} - {"holdout"}
+        chosen = {key: value for key, value in state.items() if key in known}
+        if "val" in state:
+            chosen["holdout"] = {key: state[key] for key in ("val", "test", "truth")}
+        return cls(**chosen)
+
+    @classmethod
+    def read(cls, path: Path) -> RunState:
+        """The state at ``path``, unchecked against any config (:func:`read_state`)."""
+        return cls.from_dict(read_state(path))
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        fingerprint: dict[str, Any],
+        effect: Mapping[str, Callable[[Any], Any]] | None = None,
+    ) -> RunState | None:
+        """The state at ``path`` checked against ``fingerprint``, or None if there is none
+        (:func:`load_state`)."""
+        state = load_state(path, fingerprint, effect)
+        return None if state is None else cls.from_dict(state)
+
+
+# What every state holds (the fields of RunState without a default).
+REQUIRED_KEYS = tuple(
+    f.name for f in fields(RunState) if f.default is MISSING and f.default_factory is MISSING
+)
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
