@@ -198,6 +198,12 @@ class ActiveDataModule(pl.LightningDataModule):
         return inputs
 
     @property
+    def ids(self) -> list[str]:
+        """The user's id of every dataset position (``dataset.ids``; QM9: the QM9 index)."""
+        ids = getattr(self.dataset, "ids", None)
+        return list(ids) if ids is not None else [str(int(i)) for i in self.mol_ids]
+
+    @property
     def mol_ids(self) -> Tensor:
         """Provenance id of every dataset position, ``[N]``."""
         return self.dataset.mol_id.view(-1)

@@ -109,6 +109,17 @@ def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
         raise RegalError(f"{path}: not a readable CSV file (no header line)")
 
 
+def read_header(path: Path) -> list[str] | None:
+    """The column names of a CSV file (``.csv``, ``.csv.gz``), None for any other file.
+
+    Raises:
+        RegalError: a CSV file that cannot be read (see :func:`csv_rows`).
+    """
+    if not path.name.lower().removesuffix(".gz").endswith(".csv"):
+        return None
+    return next(csv_rows(path))[1]
+
+
 def read_csv_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
     """The rows of a (small) CSV file as strings under its header's names, and the file line
     on which each row starts; see :func:`csv_rows`."""

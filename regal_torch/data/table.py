@@ -43,7 +43,8 @@ class TableDataset(InMemoryDataset):
 
     Args:
         path: A ``.csv`` file with a header line.
-        target_column: Column of the label (empty cells: unlabeled).
+        target_column: Column of the label (empty cells: unlabeled), or None: no labels (a
+            file to predict, :mod:`regal_torch.predict`).
         feature_columns: Columns of the features, in this order; None: every numeric column
             but the target and id columns, in file order.
         id_column: Column of unique ids, or None (ids ``row0``, ``row1``, ...).
@@ -52,7 +53,7 @@ class TableDataset(InMemoryDataset):
     def __init__(
         self,
         path: str,
-        target_column: str = "target",
+        target_column: str | None = "target",
         feature_columns: Sequence[str] | None = None,
         id_column: str | None = None,
     ) -> None:
@@ -72,10 +73,13 @@ class TableDataset(InMemoryDataset):
         features = np.stack(
             [self._numbers(frame[name], name, empty_ok=False) for name in self.feature_names], 1
         )
-        labels = self._numbers(frame[target_column], target_column, empty_ok=True)
+        if target_column is None:
+            labels = np.full(len(frame), np.nan)
+        else:
+            labels = self._numbers(frame[target_column], target_column, empty_ok=True)
         self.ids = self._ids(frame, id_column)
         self.smiles = [""] * len(frame)
-        self.target_names = [target_column]
+        self.target_names = [target_column or "target"]
         self.target_units: dict[str, str] = {}
         data_list = [
             Data(
@@ -99,7 +103,7 @@ class TableDataset(InMemoryDataset):
         id_column: str | None,
         feature_columns: Sequence[str] | None,
     ) -> None:
-        named = [("data.target_column", target_column)]
+        named = [] if target_column is None else [("data.target_column", target_column)]
         if id_column is not None:
             named.append(("data.id_column", id_column))
         if feature_columns is not None:

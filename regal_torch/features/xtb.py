@@ -135,7 +135,7 @@ class XTBProperties(Featurizer):
     name = "xtb"
     version = 1
     columns = PROPERTIES
-    default_use = ("homo", "lumo", "gap")
+    default_use = None  # all of PROPERTIES
     extra = "xtb"
 
     def packages(self) -> dict[str, str]:

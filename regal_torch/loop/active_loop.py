@@ -28,12 +28,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from regal_torch.calibration import calibration_metrics
+from regal_torch.conformal import interval_metrics
 from regal_torch.data.datamodule import ActiveDataModule
+from regal_torch.data.featurize import FEATURIZER_VERSION
 from regal_torch.errors import RegalError
 from regal_torch.local_calibration import (
     NeighbourCalibration,
@@ -46,12 +48,14 @@ from regal_torch.loop.cold_start import initial_picks
 from regal_torch.loop.labelling import Labelling
 from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.neutral_keys import fingerprint
+from regal_torch.loop.outputs import prediction_frame, set_names, write_table
 from regal_torch.loop.processes import check_processes, process_rank
 from regal_torch.loop.progress import RoundProgress, round_line, show_progress
 from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
 from regal_torch.loop.state import RunState, atomic_write_bytes
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.prediction import Prediction, PredictionRequest, predict
+from regal_torch.saved_model import MODEL_FILE, save_model
 from regal_torch.strategies.base import SelectionContext
 
 
@@ -253,6 +257,8 @@ class ActiveLoop:
         metrics, recalibrate = self._score(r, trainer, model)
         row.update(metrics)
         row["seconds_test"] = time.perf_counter() - start
+        if not acquire or self.cfg.predict.every_round:  # before the state: a kill redoes it
+            self._write_outputs(r, trainer, model, metrics)
         row["seconds_predict"], row["seconds_select"] = (
             self._acquire(r, trainer, model, recalibrate) if acquire else (math.nan, math.nan)
         )
@@ -270,6 +276,12 @@ class ActiveLoop:
         val = self._predict(r, trainer, model, val_set)
         metrics = regression_metrics(test, truth[test_set], "test")
         metrics.update(calibration_metrics(test, truth[test_set], val, truth[val_set]))
+        metrics.update(
+            interval_metrics(
+                test.mean, test.std, truth[test_set], val.mean, val.std, truth[val_set],
+                self.cfg.predict.interval,
+            )
+        )  # fmt: skip
         local = None
         if self.cfg.loop.get("local_neighbours") is not None:
             local = NeighbourCalibration(val, truth[val_set], self.cfg.loop.local_neighbours)
@@ -380,6 +392,39 @@ class ActiveLoop:
         if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
             raise _terminated(r)
         return prediction
+
+    def _write_outputs(
+        self, r: int, trainer: pl.Trainer, model: pl.LightningModule, metrics: dict[str, float]
+    ) -> None:
+        """Round ``r``'s predictions for every molecule and its model
+        (:mod:`regal_torch.loop.outputs`)."""
+        n, dm = len(self.dataset), self.dm
+        request = PredictionRequest(frozenset(("mean", "var")))
+        prediction = self._predict(r, trainer, model, torch.arange(n), request)
+        if not self.main:
+            return
+        frame = prediction_frame(
+            dm.ids, self.dataset.smiles, prediction, metrics["var_scale"], metrics["conformal_q"]
+        )
+        sets = {"labeled": dm.labeled, "val": dm.val, "test": dm.test, "failed": self.labels.failed}
+        frame.insert(2, "set", set_names(n, sets))
+        label = torch.full((n,), math.nan)
+        label[dm.labeled] = dm.labels[dm.labeled]
+        held = torch.cat([dm.val, dm.test])
+        label[held] = dm.truth[held]
+        frame.insert(3, "label", label.numpy())
+        name = "predictions.csv" if r == self.cfg.loop.rounds else f"predictions_round_{r:03d}.csv"
+        write_table(self.run_dir / name, frame, self.cfg.predict.chunk_rows)
+        calibration = {k: metrics[k] for k in ("var_scale", "conformal_q", "interval")}
+        data = {
+            "config": OmegaConf.to_container(self.cfg.data, resolve=True),
+            "kind": "table" if self.dataset.num_edge_features is None else "molecules",
+            "feature_names": dm.feature_names,
+            "featurizer_version": FEATURIZER_VERSION,
+            "target": dm.target,
+            "unit": self.unit,
+        }
+        save_model(self.run_dir / MODEL_FILE, model, {"calibration": calibration, "data": data})
 
     def _write_tables(self) -> None:
         if not self.main:

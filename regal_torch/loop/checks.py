@@ -110,6 +110,9 @@ RULES: dict[str, Callable[[Any], str]] = {
     "model.fp_size": _POSITIVE_INT,
     "model.fit_iters": _POSITIVE_INT,
     "trainer.max_epochs": _POSITIVE_INT,
+    "predict.interval": _number(0, low_open=True, high=1),
+    "predict.every_round": _switch,
+    "predict.chunk_rows": _POSITIVE_INT,
 }
 
 # Options whose values only our own classes define (a data or model config of the user's may

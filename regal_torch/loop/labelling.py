@@ -95,9 +95,8 @@ class Labelling:
     def _oracle(self) -> BenchmarkOracle | QueryOracle:
         if not self.learn:
             return BenchmarkOracle(self.dm.truth, getattr(self.dataset, "where", None))
-        ids = getattr(self.dataset, "ids", None) or [str(int(i)) for i in self.dm.mol_ids]
         return self.oracle_factory(
-            run_dir=self.run_dir, ids=list(ids), smiles=list(self.dataset.smiles)
+            run_dir=self.run_dir, ids=self.dm.ids, smiles=list(self.dataset.smiles)
         )
 
     def state_fields(self) -> dict[str, Any]:

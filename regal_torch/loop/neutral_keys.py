@@ -20,6 +20,8 @@ NEUTRAL_KEYS = (
     "progress",
     "on_unserved",
     "loop.rounds",
+    "predict.every_round",
+    "predict.chunk_rows",
     "data.dataset.root",
     "data.num_workers",
     "data.cache_dir",

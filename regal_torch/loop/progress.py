@@ -41,11 +41,18 @@ def round_line(row: dict[str, Any], rounds: int, unit: str) -> str:
         for name in ("train", "predict", "select")
         if not math.isnan(row[f"seconds_{name}"])
     )
+    interval = ""
+    if "test_coverage" in row:  # the conformal interval's coverage and mean width on test
+        interval = (
+            f" | {100 * row['interval']:.0f}% interval covers {100 * row['test_coverage']:.1f}%, "
+            f"width {row['test_interval_width']:.3f}{unit} "
+            f"(const {row['test_interval_width_const']:.3f})"
+        )
     return (
         f"round {row['round']}/{rounds} | labeled {row['n_labeled']} | "
         f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit} | "
         f"NLL {row['test_nll_recal']:.3f} (const {row['test_nll_const']:.3f}) | "
-        f"Spearman {row['test_spearman']:.2f}{seconds}"
+        f"Spearman {row['test_spearman']:.2f}{interval}{seconds}"
     )
 
 

@@ -55,6 +55,8 @@ class GPPosterior(ABC):
             self.constant = gp.mean_module.constant.detach()
             self.noise = gp.likelihood.noise.detach().squeeze()
             self.scaling = scaling
+            # what it was conditioned on, for a saved model (regal_torch.saved_model)
+            self.train_inputs, self.train_targets = train_x.detach(), train_y.detach()
 
     @abstractmethod
     def mean_var(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -120,6 +120,17 @@ class PosteriorRegressor(Regressor):
             self.gp, train_x, train_y, self.target_scaler, inducing=inducing
         )
 
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """The GP inputs and standardised targets it is conditioned on (``posterior``)."""
+        posterior = self._posterior()
+        inputs, targets = posterior.train_inputs.cpu(), posterior.train_targets.cpu()
+        return {"posterior": {"train_x": inputs, "train_y": targets}}
+
+    def restore_extras(self, extras: dict[str, Any]) -> None:
+        """Condition the GP again on the saved training inputs and targets (deterministic: the
+        same posterior as the saved model's)."""
+        self.condition(extras["posterior"]["train_x"], extras["posterior"]["train_y"])
+
     def _posterior(self) -> GPPosterior:
         if self.posterior is None:
             raise RuntimeError(

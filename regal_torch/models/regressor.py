@@ -106,6 +106,14 @@ class Regressor(pl.LightningModule):
         self.load_state_dict(weights)
         self.load_state_dict(own, strict=False)
 
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """What a saved model needs besides its ``state_dict`` and hparams to predict as this
+        one does (:mod:`regal_torch.saved_model`); nothing for a network."""
+        return {}
+
+    def restore_extras(self, extras: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint_extras` gave (a loaded model)."""
+
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if not self.scaling_from_datamodule:
