@@ -34,7 +34,8 @@ from regal_torch.data.molecule_files import read_header
 from regal_torch.errors import RegalError
 from regal_torch.loop.outputs import prediction_frame, write_table
 from regal_torch.loop.progress import show_progress
-from regal_torch.models.prediction import PredictionRequest, predict
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import PredictionRequest
 from regal_torch.saved_model import MODEL_FILE, load_model
 
 OPTIONS = {

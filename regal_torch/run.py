@@ -48,8 +48,6 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # Lightning's DDP all_gather (pool prediction across processes) calls a deprecated torch API.
     warnings.filterwarnings("ignore", message=".*nn.functional.all_gather is deprecated")
-    # The deep-kernel GP has no validation step (its GP is conditioned only when training ends).
-    warnings.filterwarnings("ignore", message=".*`val_dataloader`.*validation_step.*")
 
 
 def quiet_trainer(max_epochs: int, **options: Any) -> pl.Trainer:

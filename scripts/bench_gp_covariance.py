@@ -23,7 +23,8 @@ import gpytorch
 import torch
 from benchmarks_file import write_section
 
-from regal_torch.models.exact_gp import ExactGPModel, ExactPosterior
+from regal_torch.models.exact_gp import ExactPosterior
+from regal_torch.models.gp_prior import ExactGPModel
 from regal_torch.models.posterior_regressor import FeatureCovariance
 from regal_torch.models.sparse_gp import SparsePosterior
 from regal_torch.models.target_scaling import TargetScaler

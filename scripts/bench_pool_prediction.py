@@ -24,7 +24,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from regal_torch.models.prediction import PredictionRequest, predict
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import PredictionRequest
 from regal_torch.run import CONFIG_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -10,7 +10,7 @@ float32, or float16 features with ``strategy.half_features=true``; the labeled s
 prediction over 1,000 rows, and ``k = 200`` (20 for the 512-dimensional rows). The peak is that
 of the whole process: imports, the prediction and the selection.
 
-Streamed prediction: :func:`regal_torch.models.prediction.predict` with a stand-in model whose
+Streamed prediction: :func:`regal_torch.models.predict_rows.predict` with a stand-in model whose
 ``predict_step`` computes 128 features from each row's index (cheap, so the cost measured is
 that of keeping rows), against what it did before (``trainer.predict``'s list of every batch,
 then a concatenation).
@@ -131,7 +131,8 @@ def one_prediction(mode: str, pool: int) -> dict:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, TensorDataset
 
-    from regal_torch.models.prediction import Prediction, PredictionRequest, predict
+    from regal_torch.models.predict_rows import predict
+    from regal_torch.models.prediction import Prediction, PredictionRequest
     from regal_torch.run import quiet_trainer
 
     class IndexFeatures(pl.LightningModule):

@@ -19,8 +19,8 @@ import time
 
 from benchmarks_file import write_section
 
+from regal_torch.data.cache_folder import available_cpus
 from regal_torch.data.qm9 import QM9Dataset
-from regal_torch.data.qm9_build import available_cpus
 
 _LOAD = """
 import json, sys, time

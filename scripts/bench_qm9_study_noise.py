@@ -21,7 +21,7 @@ import torch
 from hydra.utils import instantiate
 
 from regal_torch.metrics import regression_metrics
-from regal_torch.models.prediction import predict
+from regal_torch.models.predict_rows import predict
 from regal_torch.run import quiet_lightning
 
 sys.path.insert(0, str(Path(__file__).parent))

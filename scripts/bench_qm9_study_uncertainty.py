@@ -35,7 +35,7 @@ from hydra.utils import instantiate
 
 from regal_torch.calibration import error_std_spearman, fit_variance_scale, gaussian_nll
 from regal_torch.local_calibration import neighbour_variance
-from regal_torch.models.prediction import predict
+from regal_torch.models.predict_rows import predict
 from regal_torch.run import quiet_lightning
 from regal_torch.strategies.features import (
     nearest_sq_distances,

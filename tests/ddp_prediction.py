@@ -19,7 +19,7 @@ from torch_geometric.loader import DataLoader
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9 import QM9Dataset
 from regal_torch.models.mc_dropout import MCDropoutRegressor
-from regal_torch.models.prediction import predict
+from regal_torch.models.predict_rows import predict
 from regal_torch.run import quiet_trainer
 from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.lcmd import LCMDStrategy

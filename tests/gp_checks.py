@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from conftest import check_joint_covariance, gpytorch_posterior
 
-from regal_torch.models.prediction import predict
+from regal_torch.models.predict_rows import predict
 
 
 def check_quick_fit(fitted, embedding_dim: int) -> None:

@@ -13,7 +13,8 @@ from ddp_prediction import model_of, pool_and_picks
 from torch_geometric.loader import DataLoader
 
 from regal_torch.data.datamodule import ActiveDataModule
-from regal_torch.models.prediction import BatchShards, PredictionRequest, predict
+from regal_torch.models.predict_rows import BatchShards, predict
+from regal_torch.models.prediction import PredictionRequest
 
 SCRIPT = Path(__file__).with_name("ddp_prediction.py")
 

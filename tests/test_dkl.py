@@ -8,7 +8,7 @@ from gp_checks import check_gpytorch_posterior, check_quick_fit
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.dkl import DeepKernelGP
-from regal_torch.models.prediction import predict
+from regal_torch.models.predict_rows import predict
 from regal_torch.models.sparse_gp import SparsePosterior
 
 

@@ -15,7 +15,8 @@ from regal_torch.models.gradient_features import (
     gradient_features,
 )
 from regal_torch.models.mc_dropout import MCDropoutRegressor
-from regal_torch.models.prediction import PredictionRequest, predict
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import PredictionRequest
 
 
 def _mc_model(ds):

@@ -13,7 +13,8 @@ from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.loop.seeds import CANDIDATES, round_seed
 from regal_torch.models.ensemble import EnsembleRegressor
 from regal_torch.models.mc_dropout import MCDropoutRegressor
-from regal_torch.models.prediction import Prediction, predict
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import Prediction
 from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.lcmd import LCMDStrategy
 

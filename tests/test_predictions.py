@@ -15,7 +15,8 @@ from conftest import compose_config
 from regal_torch.conformal import conformal_quantile, interval_metrics
 from regal_torch.errors import RegalError
 from regal_torch.loop.active_loop import ActiveLoop
-from regal_torch.models.prediction import PredictionRequest, predict
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import PredictionRequest
 from regal_torch.predict import predict_file
 from regal_torch.run import quiet_trainer
 from regal_torch.saved_model import load_model

@@ -19,7 +19,8 @@ from regal_torch.models.dkl import DeepKernelGP
 from regal_torch.models.ensemble import EnsembleRegressor
 from regal_torch.models.gp import FingerprintGP
 from regal_torch.models.mc_dropout import MCDropoutRegressor
-from regal_torch.models.prediction import PredictionRequest, predict
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import PredictionRequest
 from regal_torch.models.target_scaling import TargetScaler
 from regal_torch.run import CONFIG_DIR
 from regal_torch.strategies.base import SelectionContext

@@ -1,5 +1,6 @@
 """What every on-disk cache of regal_torch shares: one builder among processes that start
-together, files synced before they count, leftovers of dead builders removed.
+together, files synced before they count, leftovers of dead builders removed, and the cores a
+build may use.
 
 A cache is a folder that appears complete or not at all: it is built under another name and
 renamed into place (an atomic step). :func:`one_builder` makes processes that need the same
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["alive", "one_builder", "write_synced"]
+__all__ = ["alive", "available_cpus", "one_builder", "write_synced"]
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +63,10 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (respects affinity masks, e.g. under SLURM)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -11,14 +11,14 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
+from regal_torch.data.cache_folder import available_cpus
 from regal_torch.data.molecule_cache import default_cache_dir, open_cache
-from regal_torch.data.molecule_files import file_format, name_places, read_csv_table
-from regal_torch.data.qm9_build import available_cpus
+from regal_torch.data.molecule_files import file_format, name_places
 from regal_torch.errors import RegalError
 from regal_torch.features.featurizer import Featurizer
 from regal_torch.features.molecule_features import MoleculeFeatures, molecule_features
 
-__all__ = ["MoleculeDataset", "MoleculeStrings", "read_csv_table"]
+__all__ = ["MoleculeDataset", "MoleculeStrings"]
 
 log = logging.getLogger(__name__)
 

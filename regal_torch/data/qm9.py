@@ -20,7 +20,8 @@ from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.data.separate import separate
 from torch_geometric.io import fs
 
-from regal_torch.data.qm9_build import available_cpus, build_qm9_storage
+from regal_torch.data.cache_folder import available_cpus
+from regal_torch.data.qm9_build import build_qm9_storage
 from regal_torch.data.qm9_tables import (
     QM9_SIZE,
     QM9_TARGETS,

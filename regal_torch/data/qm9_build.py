@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 
 import numpy as np
 import pandas as pd
 import torch
 
+from regal_torch.data.cache_folder import available_cpus
 from regal_torch.data.featurize import (
     atom_codes_to_x,
     bond_codes_to_edges,
@@ -25,16 +25,9 @@ from regal_torch.data.featurize import (
 from regal_torch.data.qm9_match import match_heavy_atoms
 from regal_torch.data.qm9_tables import parse_elements, parse_xyz, qm9_targets
 
-__all__ = ["available_cpus", "build_qm9_storage"]
+__all__ = ["build_qm9_storage"]
 
 _MIN_PARALLEL = 4_000  # below this many molecules a pool costs more than it saves
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (respects affinity masks, e.g. under SLURM)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _build_chunk(rows: pd.DataFrame) -> dict[str, np.ndarray]:

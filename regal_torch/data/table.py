@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from regal_torch.data.molecules import read_csv_table
+from regal_torch.data.molecule_files import read_csv_table
 from regal_torch.errors import RegalError
 
 log = logging.getLogger(__name__)

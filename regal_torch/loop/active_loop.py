@@ -3,7 +3,7 @@
 Model protocol: each round builds ``instantiate(cfg.model)(**dm.model_inputs(),
 target_scaling=...)`` (with ``loop.warm_start``, loads the previous round's weights into it),
 trains it with ``trainer.fit(model, datamodule=dm)`` and predicts test, val and pool with
-:func:`regal_torch.models.prediction.predict` (``trainer.predict`` streamed batch by batch
+:func:`regal_torch.models.predict_rows.predict` (``trainer.predict`` streamed batch by batch
 into per-field buffers of only the fields asked for, then the model's optional
 ``complete_prediction`` hook, where GPs attach their block covariance). With
 ``loop.recalibrate``, the pool prediction that the strategy sees has its variance multiplied
@@ -54,7 +54,9 @@ from regal_torch.loop.progress import RoundProgress, round_line, show_progress
 from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
 from regal_torch.loop.state import RunState, atomic_write_bytes
 from regal_torch.metrics import regression_metrics
-from regal_torch.models.prediction import Prediction, PredictionRequest, predict
+from regal_torch.models.capabilities import capabilities_of
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import Prediction, PredictionRequest
 from regal_torch.saved_model import MODEL_FILE, save_model
 from regal_torch.strategies.base import SelectionContext
 
@@ -244,8 +246,12 @@ class ActiveLoop:
         model = self._model(r)
         trainer = self._trainer(r)
         start = time.perf_counter()
+        declared = capabilities_of(type(model))
         try:
-            trainer.fit(model, datamodule=self.dm)
+            if declared is None or declared.validates:
+                trainer.fit(model, datamodule=self.dm)
+            else:  # no validation step: no val loader to skip (and warn about)
+                trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
         except SIGTERMException:  # Lightning ends fit with this (a SystemExit of status 0)
             raise _terminated(r) from None
         # e.g. during on_train_end, after the last batch; under DDP, on any process

@@ -9,128 +9,76 @@ is a :class:`RegalError` naming the option, its value and what is allowed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9_tables import QM9_SIZE
 from regal_torch.errors import RegalError
 from regal_torch.models.capabilities import capabilities_of
+from regal_torch.option_rules import Rule, choice, integer, number, switch, with_note
 
 _ABSENT = object()
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _integer(low: int, high: int | None = None, null: bool = False) -> Callable[[Any], str]:
-    """An integer from ``low`` (to ``high``), or also null; returns what is allowed if not."""
-
-    def rule(value: Any) -> str:
-        if value is None and null:
-            return ""
-        if _is_int(value) and value >= low and (high is None or value <= high):
-            return ""
-        allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
-        return f"null or {allowed}" if null else allowed
-
-    return rule
-
-
-def _number(low: float, low_open: bool, high: float | None = None) -> Callable[[Any], str]:
-    """A number above (or from) ``low`` and below ``high``."""
-
-    def rule(value: Any) -> str:
-        if _is_number(value) and (value > low if low_open else value >= low):
-            if high is None or value < high:
-                return ""
-        if high is not None:
-            return f"a number from {low:g} up to, not including, {high:g}"
-        return f"a number {'>' if low_open else '>='} {low:g}"
-
-    return rule
-
-
-def _choice(*allowed: str) -> Callable[[Any], str]:
-    return lambda value: "" if value in allowed else f"one of {', '.join(allowed)}"
-
-
-def _switch(value: Any) -> str:
-    return "" if isinstance(value, bool) else "true or false"
+def _devices(value: Any) -> str:
+    """``trainer.devices``: a count of at least 1, ``auto``, or a list of device indices."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return ""
+    if isinstance(value, list | ListConfig) and value and all(isinstance(v, int) for v in value):
+        return ""
+    return "an integer >= 1, auto, or a list of device indices such as [0,1]"
 
 
 def _size(value: Any) -> str:
     """``data.datamodule.val_size`` / ``test_size``: a fraction, or a count of at least 2
     (the loop scores calibration on validation and R² on test, both need two molecules)."""
-    if _is_number(value) and (0 < value < 1 or (value >= 2 and float(value).is_integer())):
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and (0 < value < 1 or (value >= 2 and float(value).is_integer())):
         return ""
     return "a fraction between 0 and 1 (exclusive) or a whole count of at least 2"
 
 
-_POSITIVE_INT = _integer(1)
-_SEED = _integer(0)
+_POSITIVE_INT = integer(1)
+_SEED = integer(0)
 
 # Option -> rule; options absent from the config are not checked.
-RULES: dict[str, Callable[[Any], str]] = {
+RULES: dict[str, Rule] = {
     "seed": _SEED,
-    "on_unserved": _choice("error", "skip"),
-    "loop.initial_size": _integer(2),
+    "on_unserved": choice("error", "skip"),
+    "progress": choice(True, False, "auto"),
+    "loop.initial_size": integer(2),
     "loop.batch_size": _POSITIVE_INT,
-    "loop.rounds": _integer(0),
-    "loop.warm_start": _switch,
-    "loop.recalibrate": _switch,
+    "loop.rounds": integer(0),
+    "loop.warm_start": switch,
+    "loop.recalibrate": switch,
     "data.subset_seed": _SEED,
     "data.datamodule.val_size": _size,
     "data.datamodule.test_size": _size,
     "data.datamodule.split_seed": _SEED,
     "data.datamodule.batch_size": _POSITIVE_INT,
     "data.datamodule.predict_batch_size": _POSITIVE_INT,
-    "data.datamodule.num_workers": _integer(0),
-    "model.hidden_dim": _POSITIVE_INT,
-    "model.num_layers": _POSITIVE_INT,
-    "model.feature_dim": _POSITIVE_INT,
-    "model.members": _integer(2),
-    "model.mc_samples": _integer(2),
-    "model.dropout": _number(0, low_open=False, high=1),
-    "model.lr": _number(0, low_open=True),
-    "model.gp_lr": _number(0, low_open=True),
-    "model.weight_decay": _number(0, low_open=False),
-    "model.exact_max": _integer(0, null=True),
-    "model.inducing_points": _POSITIVE_INT,
-    "model.radius": _integer(0),
-    "model.fp_size": _POSITIVE_INT,
-    "model.fit_iters": _POSITIVE_INT,
-    "trainer.max_epochs": _POSITIVE_INT,
-    "predict.interval": _number(0, low_open=True, high=1),
-    "predict.every_round": _switch,
+    "data.datamodule.num_workers": integer(0),
+    "trainer.max_epochs": with_note(
+        _POSITIVE_INT, " (0 would record untrained models, -1 train without end)"
+    ),
+    "trainer.devices": _devices,
+    "predict.interval": number(0, low_open=True, high=1),
+    "predict.every_round": switch,
     "predict.chunk_rows": _POSITIVE_INT,
 }
 
-# Options whose values only our own classes define (a data or model config of the user's may
-# mean something else): option -> (the ``_target_`` key, the class it names, rule).
-OWN_RULES: dict[str, tuple[str, str, Callable[[Any], str]]] = {
+# Options whose values only our own classes define (a data config of the user's may mean
+# something else): option -> (the ``_target_`` key, the class it names, rule).
+OWN_RULES: dict[str, tuple[str, str, Rule]] = {
     "data.subset": (
         "data.dataset._target_",
         "regal_torch.data.qm9.QM9Dataset",
-        _integer(1, QM9_SIZE, null=True),
+        integer(1, QM9_SIZE, null=True),
     ),
-    "model.pooling": ("model._target_", "regal_torch.models.", _choice("mean", "sum", "max")),
-    "model.kernel": ("model._target_", "regal_torch.models.dkl.", _choice("rbf", "matern")),
-}
-
-_NOTES = {
-    "trainer.max_epochs": " (0 would record untrained models, -1 train without end)",
-    "model.mc_samples": " (a variance needs two dropout samples)",
-    "model.members": " (a variance needs two members)",
 }
 
 
@@ -158,6 +106,24 @@ def check_config(cfg: DictConfig) -> None:
     for key, (target_key, ours, rule) in OWN_RULES.items():
         if str(OmegaConf.select(cfg, target_key, default="")).startswith(ours):
             _apply(cfg, key, rule)
+    for name, rule in model_rules(cfg).items():
+        _apply(cfg, f"model.{name}", rule)
+
+
+def model_rules(cfg: DictConfig) -> dict[str, Rule]:
+    """The ``option_rules`` the model class of ``cfg.model`` declares, merged along its bases
+    (a class without them: none)."""
+    target = OmegaConf.select(cfg, "model._target_", default=None)
+    if not target:
+        return {}
+    try:
+        model_class = get_class(target)
+    except Exception:  # an unknown class is Hydra's to report, with its own message
+        return {}
+    rules: dict[str, Rule] = {}
+    for klass in reversed(model_class.__mro__):
+        rules.update(klass.__dict__.get("option_rules", {}))
+    return rules
 
 
 def _missing(node: Any, prefix: str) -> list[str]:
@@ -169,13 +135,13 @@ def _missing(node: Any, prefix: str) -> list[str]:
     return [prefix[:-1]] if node == "???" else []
 
 
-def _apply(cfg: DictConfig, key: str, rule: Callable[[Any], str]) -> None:
+def _apply(cfg: DictConfig, key: str, rule: Rule) -> None:
     value = OmegaConf.select(cfg, key, default=_ABSENT)
     if value is _ABSENT:
         return
     allowed = rule(value)
     if allowed:
-        raise RegalError(f"{key}={_show(value)} must be {allowed}{_NOTES.get(key, '')}")
+        raise RegalError(f"{key}={_show(value)} must be {allowed}")
 
 
 def _show(value: Any) -> str:

@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.errors import RegalError
-from regal_torch.models.prediction import Prediction, predict
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import Prediction
 from regal_torch.models.tanimoto import morgan_fingerprints
 from regal_torch.strategies.base import SelectionContext, Strategy
 

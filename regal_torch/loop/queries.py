@@ -111,7 +111,7 @@ def read_answers(path: Path, queried: list[str]) -> dict[str, float]:
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
     # imported here: regal_torch.data.molecules loads RDKit, which status does not need
-    from regal_torch.data.molecules import read_csv_table
+    from regal_torch.data.molecule_files import read_csv_table
 
     return read_csv_table(path)
 

@@ -23,11 +23,14 @@ class Capabilities:
             (:data:`regal_torch.models.prediction.FIELDS`).
         predicts_untrained: It predicts (mean, embedding) before any fit.
         multi_process: It trains and predicts under a Trainer of several processes.
+        validates: It has a validation step (``val/mae`` per epoch); a model without one
+            is fitted on the training loader alone.
     """
 
     provides: frozenset[str]
     predicts_untrained: bool
     multi_process: bool
+    validates: bool = True
 
     def describe(self) -> str:
         """``mean, var, embedding`` (the fields, in :data:`FIELDS` order)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gpytorch
@@ -11,11 +12,12 @@ from pytorch_lightning.utilities.parsing import AttributeDict
 from torch import Tensor
 from torch_geometric.data import Batch
 
-from regal_torch.models.exact_gp import ExactGPModel
 from regal_torch.models.feature_kernels import feature_kernels, sum_kernel
+from regal_torch.models.gp_prior import ExactGPModel
 from regal_torch.models.posterior_regressor import PosteriorRegressor
 from regal_torch.models.readout import encoder_readout, pooled
 from regal_torch.models.regressor import NetworkRegressor
+from regal_torch.option_rules import choice, integer, number
 
 
 class DeepKernelGP(PosteriorRegressor, NetworkRegressor):
@@ -70,6 +72,13 @@ class DeepKernelGP(PosteriorRegressor, NetworkRegressor):
 
     # Lightning's own (absent) validation step: no validation loop (see above)
     validation_step = pl.LightningModule.validation_step
+    capabilities = replace(PosteriorRegressor.capabilities, validates=False)
+
+    option_rules = {
+        "feature_dim": integer(1),
+        "kernel": choice("rbf", "matern"),
+        "gp_lr": number(0, low_open=True),
+    }
 
     def __init__(
         self,

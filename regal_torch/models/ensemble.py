@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 from regal_torch.models.gnn_regressor import GNNRegressor
 from regal_torch.models.prediction import Prediction
 from regal_torch.models.regressor import sample_statistics
+from regal_torch.option_rules import integer, with_note
 
 
 class EnsembleRegressor(GNNRegressor):
@@ -48,6 +49,8 @@ class EnsembleRegressor(GNNRegressor):
         gradients ``[B, sketch_dim]`` (of the standardised ensemble mean with respect to
         every member's linear layers), when :attr:`prediction_request` asks for them.
     """
+
+    option_rules = {"members": with_note(integer(2), " (a variance needs two members)")}
 
     def __init__(
         self, node_dim: int, edge_dim: int | None, members: int = 5, *network: Any, **options: Any

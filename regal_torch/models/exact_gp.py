@@ -1,35 +1,15 @@
-"""Exact GP: GPyTorch prior for training, Cholesky posterior with block covariance."""
+"""Exact GP posterior: one Cholesky factor, covariance blocks on demand."""
 
 from __future__ import annotations
 
-import gpytorch
 import torch
 from torch import Tensor
 
 from regal_torch.models.gp_posterior import GPPosterior, cholesky_with_jitter
+from regal_torch.models.gp_prior import ExactGPModel
 from regal_torch.models.target_scaling import TargetScaler
 
-__all__ = ["ExactGPModel", "ExactPosterior", "cholesky_with_jitter"]
-
-
-class ExactGPModel(gpytorch.models.ExactGP):
-    """Constant mean and the given kernel: the prior whose hyperparameters are trained.
-
-    Args:
-        kernel: A GPyTorch kernel over the inputs.
-        likelihood: A ``GaussianLikelihood`` (learned noise).
-
-    Shapes:
-        x: ``[N, D]`` -> ``MultivariateNormal`` over ``[N]``.
-    """
-
-    def __init__(self, kernel: gpytorch.kernels.Kernel, likelihood) -> None:
-        super().__init__(None, None, likelihood)
-        self.mean_module = gpytorch.means.ConstantMean()
-        self.covar_module = kernel
-
-    def forward(self, x: Tensor) -> gpytorch.distributions.MultivariateNormal:
-        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+__all__ = ["ExactPosterior"]
 
 
 class ExactPosterior(GPPosterior):

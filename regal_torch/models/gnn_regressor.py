@@ -38,7 +38,7 @@ class GNNRegressor(NetworkRegressor):
     (:func:`regal_torch.models.readout.encoder_readout`).
 
     A subclass defines ``predict_step``; :attr:`prediction_request` says what the caller
-    will use (:func:`regal_torch.models.prediction.predict` sets it).
+    will use (:func:`regal_torch.models.predict_rows.predict` sets it).
 
     Args:
         network: :class:`regal_torch.models.regressor.NetworkRegressor`'s arguments,

@@ -9,12 +9,13 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from regal_torch.errors import RegalError
-from regal_torch.models.exact_gp import ExactGPModel
 from regal_torch.models.feature_kernels import feature_kernels, sum_kernel
 from regal_torch.models.feature_scaling import FeatureScaler
+from regal_torch.models.gp_prior import ExactGPModel
 from regal_torch.models.posterior_regressor import PosteriorRegressor
 from regal_torch.models.tanimoto import TanimotoKernel, morgan_fingerprints
 from regal_torch.models.target_scaling import TargetScaler
+from regal_torch.option_rules import integer, number, switch
 
 
 class FingerprintGP(PosteriorRegressor):
@@ -68,6 +69,14 @@ class FingerprintGP(PosteriorRegressor):
         ``x`` ``[B, node_dim]``; ``features`` -> ``[B, fp_size]`` (``[B, node_dim]``);
         ``forward`` -> ``[B]``.
     """
+
+    option_rules = {
+        "radius": integer(0),
+        "fp_size": integer(1),
+        "fit_iters": integer(1),
+        "lr": number(0, low_open=True),
+        "fingerprint": switch,
+    }
 
     def __init__(
         self,

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from regal_torch.models.gp_prior import ExactGPModel
 from regal_torch.models.target_scaling import TargetScaler
-
-if TYPE_CHECKING:
-    from regal_torch.models.exact_gp import ExactGPModel
 
 
 class GPPosterior(ABC):
-    r"""Posterior of a trained :class:`regal_torch.models.exact_gp.ExactGPModel` given its
+    r"""Posterior of a trained :class:`regal_torch.models.gp_prior.ExactGPModel` given its
     training data, in original target units.
 
     The prior is :math:`y = c + f(x) + \varepsilon`, :math:`f \sim \mathcal{GP}(0, k)`,

@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 from regal_torch.models.gnn_regressor import GNNRegressor
 from regal_torch.models.prediction import Prediction
 from regal_torch.models.regressor import sample_statistics
+from regal_torch.option_rules import integer, with_note
 
 
 class MCDropoutRegressor(GNNRegressor):
@@ -45,6 +46,8 @@ class MCDropoutRegressor(GNNRegressor):
         ``embedding`` -> ``[B, hidden_dim]``; prediction samples ``[mc_samples, B]``,
         gradients ``[B, sketch_dim]``.
     """
+
+    option_rules = {"mc_samples": with_note(integer(2), " (a variance needs two dropout samples)")}
 
     def __init__(
         self, *network: Any, dropout: float = 0.1, mc_samples: int = 20, **options: Any

@@ -11,11 +11,13 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from regal_torch.models.capabilities import Capabilities
-from regal_torch.models.exact_gp import ExactGPModel, ExactPosterior
+from regal_torch.models.exact_gp import ExactPosterior
 from regal_torch.models.gp_posterior import GPPosterior
+from regal_torch.models.gp_prior import ExactGPModel
 from regal_torch.models.prediction import Prediction
 from regal_torch.models.regressor import Regressor
 from regal_torch.models.sparse_gp import SparsePosterior
+from regal_torch.option_rules import integer
 
 
 class PosteriorRegressor(Regressor):
@@ -26,7 +28,7 @@ class PosteriorRegressor(Regressor):
     calls :meth:`condition` on the :meth:`training_set` of :meth:`training_loader`. Then
     ``forward`` is the posterior mean, :meth:`predict_step` gives mean and variance per
     batch, with the GP inputs as ``embedding``, and :meth:`complete_prediction` (called by
-    :func:`regal_torch.models.prediction.predict` after concatenation) attaches the block
+    :func:`regal_torch.models.predict_rows.predict` after concatenation) attaches the block
     covariance provider over all predicted rows. A fit starts by dropping the previous
     fit's posterior; validation (``val/mae``) needs the posterior, so it is skipped before
     there is one (Lightning's sanity check).
@@ -50,6 +52,8 @@ class PosteriorRegressor(Regressor):
         predicts_untrained=False,
         multi_process=False,
     )
+
+    option_rules = {"exact_max": integer(0, null=True), "inducing_points": integer(1)}
 
     def __init__(
         self,

@@ -11,7 +11,9 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from regal_torch.models.feature_scaling import FeatureScaler
+from regal_torch.models.readout import POOLINGS
 from regal_torch.models.target_scaling import TargetScaler
+from regal_torch.option_rules import choice, integer, number, switch
 
 MIN_VAR = 1e-12
 """Floor of a variance computed from samples (members or dropout passes that agree)."""
@@ -193,6 +195,16 @@ class NetworkRegressor(Regressor):
         graph: False: an MLP on the molecule features alone, no graph network (default True).
         baseline: A Delta target's feature column (see :class:`Regressor`).
     """
+
+    option_rules = {
+        "hidden_dim": integer(1),
+        "num_layers": integer(1),
+        "dropout": number(0, low_open=False, high=1),
+        "pooling": choice(*POOLINGS),
+        "lr": number(0, low_open=True),
+        "weight_decay": number(0, low_open=False),
+        "graph": switch,
+    }
 
     def __init__(
         self,

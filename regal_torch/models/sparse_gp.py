@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from regal_torch.models.exact_gp import ExactGPModel
 from regal_torch.models.gp_posterior import GPPosterior, cholesky_with_jitter
+from regal_torch.models.gp_prior import ExactGPModel
 from regal_torch.models.target_scaling import TargetScaler
 
 

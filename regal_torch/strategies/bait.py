@@ -11,7 +11,6 @@ from regal_torch.errors import RegalError
 from regal_torch.models.prediction import Prediction
 from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.features import (
-    KernelStrategy,
     compute_dtype,
     map_rows,
     noise_variance,
@@ -20,6 +19,7 @@ from regal_torch.strategies.features import (
     row_of,
     sq_norms,
 )
+from regal_torch.strategies.kernel import KernelStrategy
 
 
 class BaitStrategy(KernelStrategy):
@@ -44,7 +44,7 @@ class BaitStrategy(KernelStrategy):
         sketch_dim: Sketch dimension of the features (``None``: none for ``ll``, 512 for
             ``grad``).
         kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
-        half_features: See :class:`regal_torch.strategies.features.FeatureStrategy`.
+        half_features: See :class:`regal_torch.strategies.kernel.FeatureStrategy`.
     """
 
     def __init__(

@@ -54,7 +54,7 @@ class CovarianceStrategy(Strategy):
             pool (> 0); added to each picked molecule's variance when conditioning on it.
         kernel: Features of the ``embedding`` source: ``ll`` or ``grad``.
         sketch_dim: Sketch dimension of the ``grad`` features (``None``: 512).
-        half_features: See :class:`regal_torch.strategies.features.FeatureStrategy` (for the
+        half_features: See :class:`regal_torch.strategies.kernel.FeatureStrategy` (for the
             ``embedding`` source; ``auto`` asks for the features too).
     """
 

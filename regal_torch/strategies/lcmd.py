@@ -8,7 +8,7 @@ from torch import Tensor
 from regal_torch.models.prediction import Prediction
 from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.centers import NearestCenters
-from regal_torch.strategies.features import KernelStrategy
+from regal_torch.strategies.kernel import KernelStrategy
 
 
 class LCMDStrategy(KernelStrategy):
