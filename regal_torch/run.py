@@ -79,7 +79,8 @@ def _job(cfg: DictConfig) -> None:
     """
     from regal_torch.loop.active_loop import ActiveLoop
     from regal_torch.loop.checks import Unserved
-    from regal_torch.loop.processes import end_with_parent, process_rank
+    from regal_torch.loop.processes import process_rank
+    from regal_torch.parent import end_with_parent
 
     quiet_lightning()
     hydra_cfg = HydraConfig.get()

@@ -70,7 +70,21 @@ def folder_problem(folder: Path) -> str | None:
 
 
 def _refuse_unwritable(key: str, folder: Path) -> None:
+    """Stop with one line if ``folder`` cannot be written, or cannot be created (a folder the
+    permissions allow, on a file system that refuses it: ``/proc``). A folder created here to
+    find out is removed again (Hydra creates it for the run)."""
     problem = folder_problem(folder)
+    if problem is None:
+        missing = [p for p in [folder, *folder.parents] if not p.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot create it ({exc.strerror or exc})"
+        for created in missing:  # deepest first
+            try:
+                created.rmdir()
+            except OSError:
+                break
     if problem:
         print(f"error: {key}={folder}: cannot write the run there: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -207,14 +207,21 @@ def mol_graph(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, edge_index, edge_attr
 
 
+def _one_word(smiles: object) -> bool:
+    """A string without whitespace inside it: RDKit reads a SMILES only up to the first space
+    (``C C`` would be methane), so one with a space in it is not read at all."""
+    return isinstance(smiles, str) and not any(c.isspace() for c in smiles.strip())
+
+
 def parse_smiles(smiles: str) -> Chem.Mol:
-    """Parses a SMILES string with RDKit, without RDKit's log output.
+    """Parses a SMILES string with RDKit, without RDKit's log output. A SMILES with
+    whitespace inside it is refused (RDKit would read it up to the first space).
 
     Raises:
         ValueError: ``cannot parse SMILES '...'`` if RDKit rejects it or it has no atoms.
     """
     _block = rdBase.BlockLogs()  # noqa: F841  (silences RDKit while alive)
-    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) else None
+    mol = Chem.MolFromSmiles(smiles) if _one_word(smiles) else None
     if mol is None or mol.GetNumAtoms() == 0:
         raise ValueError(f"cannot parse SMILES {smiles!r}")
     return mol
@@ -322,7 +329,7 @@ def featurize_smiles_batch(
     """
     _block = rdBase.BlockLogs()  # noqa: F841
     from_smiles = Chem.MolFromSmiles
-    mols = (from_smiles(s) if isinstance(s, str) else None for s in smiles)
+    mols = (from_smiles(s) if _one_word(s) else None for s in smiles)
     out = featurize_mols(mols, len(smiles), canonical)
     if len(out["invalid"]) and not skip_invalid:
         raise ValueError(f"cannot parse SMILES {smiles[int(out['invalid'][0])]!r}")

@@ -165,6 +165,10 @@ def _check(path: Path, word: str, folder: Path, columns: dict[str, str | None]) 
     warnings = []
     if (folder / "ids_offsets.npy").is_file():
         data, offsets = load("ids_bytes"), load("ids_offsets")
+        empty = np.flatnonzero(np.diff(offsets) == 0)
+        if len(empty) and columns["id_column"] is not None:
+            where = name_places([f"{word} {places[r]}" for r in empty[:5]], len(empty))
+            raise RegalError(f"{path}: empty id (data.id_column) at {where}")
         repeated = _repeated(data, offsets)
         if repeated is not None:
             r = repeated[0]

@@ -49,7 +49,7 @@ __all__ = ["MoleculeCache", "default_cache_dir", "open_cache"]
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: a SMILES with whitespace inside is unreadable (it was cut)
 
 
 def default_cache_dir() -> Path:

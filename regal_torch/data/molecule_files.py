@@ -59,10 +59,27 @@ def _open(path: Path, text: bool) -> IO:
 
 
 def _unreadable(path: Path, exc: BaseException, place: str) -> RegalError:
-    """The error for a file that cannot be decoded, naming where reading stopped."""
+    """The error for a file that cannot be decoded, naming where reading stopped (for text
+    that is not UTF-8: the first line that is not, found again byte by byte, since the
+    decoder reads ahead of the rows)."""
     if isinstance(exc, UnicodeDecodeError):
+        place = _first_undecodable_line(path) or place
         return RegalError(f"{path}: {place}: not a readable text file (not UTF-8 text: {exc})")
     return RegalError(f"{path}: {place}: not a readable gzip file ({exc})")
+
+
+def _first_undecodable_line(path: Path) -> str | None:
+    """``line N`` of the first line of ``path`` that is not UTF-8, or None."""
+    try:
+        with _open(path, text=False) as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return f"line {number}"
+    except _READ_ERRORS + (OSError,):
+        return None
+    return None
 
 
 _READ_ERRORS = (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile)

@@ -91,6 +91,8 @@ class MoleculeDataset(Dataset):
         if num_workers is not None and num_workers < 0:
             raise RegalError(f"data.num_workers must be >= 0 or null; got {num_workers}")
         self.path = Path(path)
+        if self.path.is_dir():
+            raise RegalError(f"{self.path}: a folder, not a file (data.path)")
         if not self.path.is_file():
             raise RegalError(f"{self.path}: no such file (data.path)")
         file_format(self.path)

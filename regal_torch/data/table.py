@@ -59,6 +59,8 @@ class TableDataset(InMemoryDataset):
     ) -> None:
         super().__init__(None)
         self.path = Path(path)
+        if self.path.is_dir():
+            raise RegalError(f"{self.path}: a folder, not a file (data.path)")
         if not self.path.is_file():
             raise RegalError(f"{self.path}: no such file (data.path)")
         frame, lines = read_csv_table(self.path)
@@ -164,6 +166,10 @@ class TableDataset(InMemoryDataset):
         if id_column is None:
             return [f"row{i}" for i in range(len(frame))]
         ids = frame[id_column].str.strip()
+        empty = np.flatnonzero((ids == "").to_numpy())
+        if len(empty):
+            places = ", ".join(self.where[i] for i in empty[:5])
+            raise RegalError(f"{self.path}: empty id (data.id_column) at {places}")
         repeated = ids[ids.duplicated(keep=False)]
         if len(repeated):
             first = repeated.iloc[0]

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
 
 from regal_torch.errors import RegalError
+from regal_torch.parent import end_with_parent
 
 
 def main() -> None:
+    end_with_parent(signal.SIGKILL)  # a build killed by SIGKILL takes its workers with it
     results = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     jobs = sys.stdin.buffer

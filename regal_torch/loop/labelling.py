@@ -62,6 +62,11 @@ class Labelling:
                 f"oracle {oracle_factory.func.__name__} computes labels in mode=learn; "
                 "add mode=learn (mode=benchmark reveals the labels the data holds)"
             )
+        if not learn and labels_file is not None:
+            raise RegalError(
+                f"labels={labels_file} gives labels for learn mode's query files; "
+                "mode=benchmark reveals the labels the data holds: leave labels= out"
+            )
         if self.closed and labels_file is not None:
             raise RegalError(
                 f"labels={labels_file} gives labels for oracle=file's query files; this "
@@ -81,6 +86,11 @@ class Labelling:
 
     def open(self, state: RunState | None) -> None:
         """Make the oracle, and take the labels, failures and pending picks of ``state``."""
+        if state is not None and self.closed and state.holdout is None:
+            raise RegalError(
+                "this run's labels came from query files (oracle=file); a computed oracle "
+                "cannot take it over: resume it with oracle=file, or use another hydra.run.dir"
+            )
         self.oracle = self._oracle()
         if state is None:
             return

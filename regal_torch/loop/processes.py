@@ -11,11 +11,6 @@ tables, ``.hydra/``, query files, logs and progress lines; the others take its p
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
-import sys
-
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -24,30 +19,12 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from regal_torch.errors import RegalError
 from regal_torch.models.capabilities import capabilities_of
 
-_PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent ends
-
 
 def process_rank() -> int:
     """This process's global rank: 0 alone or first. Known before any Trainer exists, from the
     environment that Lightning's launcher or SLURM set (``RANK``, ``LOCAL_RANK``,
     ``SLURM_PROCID``), as Lightning reads it."""
     return int(rank_zero_only.rank)
-
-
-def end_with_parent() -> None:
-    """Have the kernel send this process SIGTERM when its parent ends (Linux; elsewhere
-    nothing). For the processes Lightning starts: if the first process is killed before it can
-    pass a signal on (for example while the processes are still connecting), the others stop
-    too instead of waiting for it until their collective timeout."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent ended before the request was made
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def check_processes(trainer: pl.Trainer, model: type, computes_labels: bool) -> None:

@@ -71,6 +71,9 @@ def write_query(path: Path, ids: list[str], smiles: list[str], mean: Tensor, std
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
+_LARGEST = float(np.finfo(np.float32).max)  # labels are kept as float32
+
+
 def read_answers(path: Path, queried: list[str]) -> dict[str, float]:
     """The labels filled in at ``path`` for the ``queried`` ids (empty labels left out).
 
@@ -105,6 +108,11 @@ def read_answers(path: Path, queried: list[str]) -> dict[str, float]:
             value = np.nan
         if not np.isfinite(value):
             raise RegalError(f"{path}: line {line}: label {raw!r} is not a finite number")
+        if abs(value) > _LARGEST:
+            raise RegalError(
+                f"{path}: line {line}: label {raw!r} is beyond the largest label regal_torch "
+                f"keeps ({_LARGEST:.3g}, float32)"
+            )
         answers[ident] = value
     return answers
 

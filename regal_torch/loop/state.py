@@ -113,6 +113,10 @@ class RunState:
         return None if state is None else cls.from_dict(state)
 
 
+# Fingerprint entries the loop adds that are no options (what a run of a computed oracle
+# resumes from is the loop's to check, not an option newer than the run).
+NOT_OPTIONS = ("n_molecules", "oracle_computes")
+
 # What every state holds (the fields of RunState without a default).
 REQUIRED_KEYS = tuple(
     f.name for f in fields(RunState) if f.default is MISSING and f.default_factory is MISSING
@@ -128,6 +132,16 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     read it.
     """
     path = Path(path)
+    try:
+        _write_replacing(path, payload)
+    except OSError as exc:
+        raise RegalError(
+            f"{path}: cannot write it ({type(exc).__name__}: {exc.strerror or exc}); the "
+            "finished rounds are kept: fix the folder's permissions or space and re-run"
+        ) from exc
+
+
+def _write_replacing(path: Path, payload: bytes) -> None:
     fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -300,7 +314,8 @@ def load_state(
             f"{path}: state was written by another config ({shown}{more}); "
             "use another hydra.run.dir, or the original options to resume"
         )
-    new = [f"{key}={fingerprint[key]!r}" for key in sorted(set(fingerprint) - set(saved))]
+    newer = sorted(set(fingerprint) - set(saved) - set(NOT_OPTIONS))
+    new = [f"{key}={fingerprint[key]!r}" for key in newer]
     if new:
         print(
             f"{path}: the run started before these options existed; resuming with "

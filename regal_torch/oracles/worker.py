@@ -11,12 +11,17 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import numbers
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from regal_torch.errors import RegalError
+from regal_torch.parent import end_with_parent
 
 
 def resolve(reference: str) -> Callable[[str, str], Any]:
@@ -51,10 +56,9 @@ def call(function: Callable[[str, str], Any], ident: str, smiles: str) -> tuple[
         value = function(ident, smiles)
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}".replace("\n", " ")
-    try:
-        label = float(value)
-    except (TypeError, ValueError):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         return None, f"returned {value!r}, not a number"
+    label = float(value)
     if not math.isfinite(label):
         return None, f"returned {label}"
     return label, ""
@@ -62,6 +66,7 @@ def call(function: Callable[[str, str], Any], ident: str, smiles: str) -> tuple[
 
 def serve(reference: str) -> None:
     """Answer tasks on standard input until it ends (the run finished, or died)."""
+    end_with_parent(signal.SIGKILL)  # a run killed by SIGKILL takes its workers with it
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
