@@ -263,7 +263,8 @@ class ActiveLoop:
         metrics, recalibrate = self._score(r, trainer, model)
         row.update(metrics)
         row["seconds_test"] = time.perf_counter() - start
-        if not acquire or self.cfg.predict.every_round:  # before the state: a kill redoes it
+        outputs = self.cfg.predict.get("outputs", True)
+        if outputs and (not acquire or self.cfg.predict.every_round):  # before the state
             self._write_outputs(r, trainer, model, metrics)
         row["seconds_predict"], row["seconds_select"] = (
             self._acquire(r, trainer, model, recalibrate) if acquire else (math.nan, math.nan)

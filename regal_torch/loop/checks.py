@@ -67,6 +67,7 @@ RULES: dict[str, Rule] = {
     ),
     "trainer.devices": _devices,
     "predict.interval": number(0, low_open=True, high=1),
+    "predict.outputs": switch,
     "predict.every_round": switch,
     "predict.chunk_rows": _POSITIVE_INT,
 }

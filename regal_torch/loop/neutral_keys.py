@@ -20,6 +20,7 @@ NEUTRAL_KEYS = (
     "progress",
     "on_unserved",
     "loop.rounds",
+    "predict.outputs",
     "predict.every_round",
     "predict.chunk_rows",
     "data.dataset.root",
