@@ -31,9 +31,10 @@ class ActiveDataModule(pl.LightningDataModule):
     original units and a table's features unscaled; models standardise internally.
 
     Args:
-        dataset: Molecule graphs with ``y`` of shape ``[N, n_targets]`` and
-            ``target_names`` (e.g. :class:`regal_torch.data.qm9.QM9Dataset`), or the rows of a
-            table (:class:`regal_torch.data.table.TableDataset`, ``num_edge_features`` None).
+        dataset: A :class:`regal_torch.data.protocol.MoleculeData`: molecule graphs with ``y``
+            of shape ``[N, n_targets]`` and ``target_names`` (e.g.
+            :class:`regal_torch.data.qm9.QM9Dataset`), or the rows of a table
+            (:class:`regal_torch.data.table.TableDataset`, ``num_edge_features`` None).
         target: Name of the target column (e.g. ``"gap"``).
         val_size: Validation molecules: a fraction of the dataset if below 1, else a count.
         test_size: Test molecules: a fraction of the dataset if below 1, else a count.
@@ -147,7 +148,7 @@ class ActiveDataModule(pl.LightningDataModule):
     def feature_names(self) -> list[str]:
         """The names of the item features: the molecule features' columns
         (``data.features``), or a table's feature columns; empty if there are none."""
-        return list(getattr(self.dataset, "feature_names", None) or [])
+        return list(self.dataset.feature_names)
 
     def feature_column(self, name: str, option: str) -> int:
         """The position of feature column ``name`` (named by ``option`` in errors).
@@ -170,7 +171,7 @@ class ActiveDataModule(pl.LightningDataModule):
     def feature_rows(self, positions: Tensor) -> Tensor:
         """The item features of dataset ``positions`` (unscaled): the molecule features, or a
         table's rows, ``[k, F]`` float32."""
-        features = getattr(self.dataset, "molecule_features", None)
+        features = self.dataset.molecule_features
         if features is not None:
             return torch.from_numpy(features.rows(positions.numpy()))
         return self.dataset.x[positions]
@@ -189,7 +190,7 @@ class ActiveDataModule(pl.LightningDataModule):
             "edge_dim": self.dataset.num_edge_features,
         }
         rows = self.labeled if scaling_rows is None else scaling_rows
-        features = getattr(self.dataset, "molecule_features", None)
+        features = self.dataset.molecule_features
         if inputs["edge_dim"] is None:
             inputs["feature_scaling"] = FeatureScaler.fit(self.dataset.x[rows])
         elif features is not None:
@@ -200,7 +201,7 @@ class ActiveDataModule(pl.LightningDataModule):
     @property
     def ids(self) -> list[str]:
         """The user's id of every dataset position (``dataset.ids``; QM9: the QM9 index)."""
-        ids = getattr(self.dataset, "ids", None)
+        ids = self.dataset.ids
         return list(ids) if ids is not None else [str(int(i)) for i in self.mol_ids]
 
     @property

@@ -158,6 +158,7 @@ class QM9Dataset(InMemoryDataset):
             raise ValueError("QM9Dataset: only_indices is empty")
         self.target_names: tuple[str, ...] = QM9_TARGETS
         self.target_units: dict[str, str] = QM9_UNITS
+        self.ids = self.where = None  # an item's id is its QM9 index (mol_id)
         self.build_info: dict | None = None
         super().__init__(root, transform, pre_transform, log=log, force_reload=force_reload)
         self.load(self.processed_paths[0])

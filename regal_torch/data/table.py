@@ -81,6 +81,7 @@ class TableDataset(InMemoryDataset):
             labels = self._numbers(frame[target_column], target_column, empty_ok=True)
         self.ids = self._ids(frame, id_column)
         self.smiles = [""] * len(frame)
+        self.molecule_features = None  # a table's rows are its features
         self.target_names = [target_column or "target"]
         self.target_units: dict[str, str] = {}
         data_list = [

@@ -110,7 +110,7 @@ class ActiveLoop:
         )
         probe = instantiate(cfg.trainer)(logger=False, enable_progress_bar=False)
         check_processes(probe, get_class(cfg.model._target_), closed)
-        self.unit = getattr(self.dataset, "target_units", {}).get(self.dm.target, "")
+        self.unit = self.dataset.target_units.get(self.dm.target, "")
         check_budget(cfg, self.dm, self.learn and not closed)
         self.loggers = RunLoggers(cfg, run_dir, active=self.main)
         self.show_progress = self.main and show_progress(cfg.get("progress", "auto"))

@@ -104,7 +104,7 @@ class Labelling:
 
     def _oracle(self) -> BenchmarkOracle | QueryOracle:
         if not self.learn:
-            return BenchmarkOracle(self.dm.truth, getattr(self.dataset, "where", None))
+            return BenchmarkOracle(self.dm.truth, self.dataset.where)
         return self.oracle_factory(
             run_dir=self.run_dir, ids=self.dm.ids, smiles=list(self.dataset.smiles)
         )
