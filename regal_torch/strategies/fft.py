@@ -8,7 +8,8 @@ from torch import Tensor
 from regal_torch.models.prediction import Prediction
 from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.centers import NearestCenters, farthest_first
-from regal_torch.strategies.features import FeatureStrategy, labeled_embedding
+from regal_torch.strategies.features import labeled_embedding
+from regal_torch.strategies.kernel import FeatureStrategy
 
 
 class FarthestFirstStrategy(FeatureStrategy):

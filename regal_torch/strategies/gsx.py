@@ -8,11 +8,11 @@ from regal_torch.models.prediction import Prediction
 from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.centers import NearestCenters, farthest_first
 from regal_torch.strategies.features import (
-    FeatureStrategy,
     compute_dtype,
     labeled_embedding,
     row_blocks,
 )
+from regal_torch.strategies.kernel import FeatureStrategy
 
 
 class GreedySamplingXStrategy(FeatureStrategy):

@@ -10,7 +10,6 @@ from torch import Tensor
 from regal_torch.models.prediction import Prediction
 from regal_torch.strategies.base import SelectionContext
 from regal_torch.strategies.features import (
-    FeatureStrategy,
     compute_dtype,
     labeled_embedding,
     labeled_targets,
@@ -18,6 +17,7 @@ from regal_torch.strategies.features import (
     sq_distances_to,
     sq_norms,
 )
+from regal_torch.strategies.kernel import FeatureStrategy
 
 # Pool rows per block for the distances to the labeled set.
 _BLOCK_ROWS = 4096
