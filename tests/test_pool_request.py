@@ -40,7 +40,8 @@ def _run(tiny, tmp_path, strategy: str, *extra: str) -> ActiveLoop:
 
 
 def test_random_predicts_no_pool(tiny, tmp_path, requests_seen):
-    loop = _run(tiny, tmp_path, "random")
+    # (predict.outputs=false: no predictions.csv, whose prediction covers every molecule)
+    loop = _run(tiny, tmp_path, "random", "predict.outputs=false")
     predicted = sum(n for n, _ in requests_seen)
     rounds = len(loop.history)
     # test (50) and val (20) molecules each round, nothing else

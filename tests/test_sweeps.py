@@ -85,7 +85,7 @@ DDP2 = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["model=gp"], "FingerprintGP is a Gaussian process.*trainer.devices=1"),
+        (["model=gp"], "FingerprintGP runs in one process .a Gaussian process.*trainer.devices=1"),
         (["trainer.strategy=ddp_spawn"], "do not send their predictions back.*strategy=ddp"),
     ],
 )

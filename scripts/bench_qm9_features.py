@@ -1,0 +1,229 @@
+"""Report the molecule-features study on all of QM9 gap into benchmarks/qm9_gap_features/ and
+the ``qm9-features`` section of BENCHMARKS.md.
+
+The study (experiment=qm9_gap_features: the splits and labels of experiment=qm9_gap_full;
+one process per core, ``OMP_NUM_THREADS=1``; re-running a command resumes its runs):
+
+    # the GP on MiniMol + GFN2-xTB (+ the Morgan fingerprint's Tanimoto kernel), random labels
+    # and the strategies, 11 rounds of the learning curve each
+    python -m regal_torch.run --multirun experiment=qm9_gap_features \\
+        'hydra.sweep.subdir=gp_mx/${hydra:runtime.choices.strategy}/seed${seed}' \\
+        strategy=random,lcmd,covariance
+    # the GINE networks on the same features: one fit at 200, 1,000 and 2,200 random labels
+    python -m regal_torch.run --multirun experiment=qm9_gap_features model=mc_dropout \\
+        model.mc_samples=10 loop.rounds=0 loop.initial_size=200,1000,2200 \\
+        'data.features=[minimol]' predict.outputs=false \\
+        'hydra.sweep.subdir=gine_m/n${loop.initial_size}/seed${seed}'
+    python -m regal_torch.run --multirun experiment=qm9_gap_features model=mc_dropout \\
+        model.mc_samples=10 loop.rounds=0 loop.initial_size=200,1000,2200 \\
+        model.baseline=xtb_gap predict.outputs=false \\
+        'hydra.sweep.subdir=gine_mx_delta/n${loop.initial_size}/seed${seed}'
+
+Today's GINE (no features) is the random runs of the full-scale study
+(``benchmarks/qm9_gap_full/runs``). Labels to reach a level are interpolated log-log between
+the measured label counts (error falls as a power of the labels); "not reached" where the
+largest count measured does not reach it.
+
+    python scripts/bench_qm9_features.py [--save-runs]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from regal_torch.report.cli import report
+from regal_torch.report.runs import find_runs, read_run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchmarks_file import write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEP = ROOT / "multirun" / "qm9_gap_features"
+OUT = ROOT / "benchmarks" / "qm9_gap_features"
+TODAY = ROOT / "benchmarks" / "qm9_gap_full" / "runs"
+POINTS = (200, 1000, 2200)
+MODELS = {  # name -> (what it is, where its runs are)
+    "gine": ("GINE MC-dropout, no features (today's default network)", None),
+    "gine_m": ("GINE MC-dropout + MiniMol (concatenated to the pooled embedding)", "gine_m"),
+    "gine_mx_delta": (
+        "GINE MC-dropout + MiniMol + xTB (10 values), Delta on the xTB gap",
+        "gine_mx_delta",
+    ),
+    "gp_mx": (
+        "exact GP: Tanimoto (Morgan) + RBF (MiniMol) + ARD RBF (xTB, 10 values)",
+        "gp_mx/random",
+    ),
+}
+
+
+def rows_of(name: str) -> pd.DataFrame:
+    """``n_labeled, seed, mae, rmse`` of every finished round of the model's random runs."""
+    where = MODELS[name][1]
+    if where is None:
+        paths = [p for p in find_runs([TODAY]) if read_run(p).strategy == "random"]
+    else:
+        paths = find_runs([SWEEP / where]) if (SWEEP / where).exists() else []
+    frames = []
+    for path in paths:
+        run = read_run(path)
+        seed = run.options.get("seed")
+        history = run.history
+        frames.append(
+            pd.DataFrame(
+                {
+                    "n_labeled": history["n_labeled"],
+                    "seed": seed,
+                    "mae": history["test_mae"],
+                    "rmse": history["test_rmse"],
+                    "spearman": history["test_spearman"],
+                    "nll_recal": history["test_nll_recal"],
+                    "nll_const": history["test_nll_const"],
+                }
+            )
+        )
+    return pd.concat(frames) if frames else pd.DataFrame()
+
+
+def labels_to(n: np.ndarray, error: np.ndarray, level: float) -> float:
+    """The labels at which ``error`` (mean over seeds at each ``n``) first reaches ``level``,
+    interpolated log-log; NaN if it never does."""
+    order = np.argsort(n)
+    n, error = np.asarray(n, float)[order], np.asarray(error, float)[order]
+    if error[0] <= level:
+        return float(n[0])
+    for i in range(1, len(n)):
+        if error[i] <= level:
+            a, b = np.log(error[i - 1]), np.log(error[i])
+            t = (np.log(level) - a) / (b - a)
+            return float(np.exp(np.log(n[i - 1]) + t * (np.log(n[i]) - np.log(n[i - 1]))))
+    return float("nan")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    data = {name: rows_of(name) for name in MODELS}
+    today = data["gine"].groupby("n_labeled")[["mae", "rmse"]].mean()
+    final_mae, final_rmse = today.loc[2200, "mae"], today.loc[2200, "rmse"]
+    records = []
+    for name, frame in data.items():
+        if frame.empty:
+            continue
+        curve = frame.groupby("n_labeled").agg(["mean", "std", "count"])
+        for n in POINTS:
+            if n not in curve.index:
+                continue
+            row = curve.loc[n]
+            records.append(
+                {
+                    "model": name,
+                    "n_labeled": n,
+                    "seeds": int(row[("mae", "count")]),
+                    "mae": row[("mae", "mean")],
+                    "mae_std": row[("mae", "std")],
+                    "rmse": row[("rmse", "mean")],
+                    "rmse_std": row[("rmse", "std")],
+                    "spearman": row[("spearman", "mean")],
+                    "nll_recal": row[("nll_recal", "mean")],
+                    "nll_const": row[("nll_const", "mean")],
+                    "labels_to_gine_final_mae": labels_to(
+                        curve.index, curve[("mae", "mean")], final_mae
+                    ),
+                    "labels_to_gine_final_rmse": labels_to(
+                        curve.index, curve[("rmse", "mean")], final_rmse
+                    ),
+                }
+            )
+    summary = pd.DataFrame(records)
+    summary.to_csv(OUT / "summary.csv", index=False)
+    strategies = find_runs([SWEEP / "gp_mx"]) if (SWEEP / "gp_mx").exists() else []
+    finished = [p for p in strategies if len(read_run(p).history) == 11]
+    if finished:
+        report(finished, OUT / "strategies")
+    curves = []
+    for path in finished:
+        run = read_run(path)
+        curves.append(run.history.assign(strategy=run.strategy, seed=run.options.get("seed")))
+    strategy_rows = []
+    if curves:
+        every = pd.concat(curves)
+        for strategy, frame in every.groupby("strategy"):
+            mean = frame.groupby("n_labeled")[["test_mae", "test_rmse"]].mean()
+            seeds = frame["seed"].nunique()
+            strategy_rows.append(
+                f"| {strategy} | {seeds} | {mean['test_mae'].iloc[-1]:.4f} | "
+                f"{mean['test_rmse'].iloc[-1]:.4f} | "
+                f"{_n(labels_to(mean.index, mean['test_mae'], final_mae))} | "
+                f"{_n(labels_to(mean.index, mean['test_rmse'], final_rmse))} |"
+            )
+    write_section("qm9-features", _section(summary, final_mae, final_rmse, strategy_rows))
+
+
+def _n(value: float) -> str:
+    return "not reached" if np.isnan(value) else f"{value:,.0f}"
+
+
+def _section(
+    summary: pd.DataFrame, final_mae: float, final_rmse: float, strategy_rows: list[str]
+) -> str:
+    lines = [
+        "### Molecule features on all of QM9 gap: the measured tables",
+        "",
+        "Splits and labels of `experiment=qm9_gap_full` (119,831 pool, 10,000 test, 1,000 val),"
+        " `experiment=qm9_gap_features`; random labels; one process per core",
+        "(`OMP_NUM_THREADS=1`). Test MAE and RMSE in eV, mean ± sample std over seeds;"
+        " Spearman(|error|, std) and the recalibrated NLL against a constant std's; labels to"
+        " reach today's GINE-random final MAE"
+        f" ({final_mae:.4f} eV) and RMSE ({final_rmse:.4f} eV) at 2,200 labels, interpolated"
+        " log-log between the counts measured. Report:"
+        " [benchmarks/qm9_gap_features/](benchmarks/qm9_gap_features/summary.csv).",
+        "",
+        "| model | labels | seeds | MAE | RMSE | Spearman | NLL (const) | labels to GINE's "
+        "final MAE / RMSE |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for _, r in summary.iterrows():
+        lines.append(
+            f"| {MODELS[r['model']][0]} | {r['n_labeled']:,} | {r['seeds']} | "
+            f"{r['mae']:.4f} ± {r['mae_std']:.4f} | {r['rmse']:.4f} ± {r['rmse_std']:.4f} | "
+            f"{r['spearman']:.2f} | {r['nll_recal']:.3f} ({r['nll_const']:.3f}) | "
+            f"{_n(r['labels_to_gine_final_mae'])} / {_n(r['labels_to_gine_final_rmse'])} |"
+        )
+    if strategy_rows:
+        lines += [
+            "",
+            "The strategies on the GP (200 random labels, then 10 rounds of 200, 20,000 fresh"
+            " random candidates a round; the report with the savings against random on the"
+            " same model: [strategies/summary.md]"
+            "(benchmarks/qm9_gap_features/strategies/summary.md)):",
+            "",
+            "| strategy | seeds | final MAE | final RMSE | labels to GINE's final MAE |"
+            " labels to GINE's final RMSE |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *strategy_rows,
+        ]
+    lines += ["", "Reproduce: the commands in `scripts/bench_qm9_features.py`, then the script."]
+    return "\n".join(lines)
+
+
+def save_runs() -> None:
+    """Copy the study's run folders (no logs, no lock) to ``OUT/runs`` (to resume elsewhere)."""
+    for run in find_runs([SWEEP]):
+        target = OUT / "runs" / run.relative_to(SWEEP)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(
+            run,
+            target,
+            ignore=shutil.ignore_patterns("logs", ".lock", "*.tmp", "predictions*", "model.ckpt"),
+        )
+
+
+if __name__ == "__main__":
+    if "--save-runs" in sys.argv:
+        save_runs()
+    main()
