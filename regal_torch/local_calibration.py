@@ -86,25 +86,59 @@ class NeighbourCalibration:
                 f"loop.local_neighbours={k} must be between 1 and the number of validation "
                 f"molecules less one ({len(val) - 1})"
             )
-        self.val, self.k = val, k
+        self.val_embedding, self.k = val.embedding, k
         val_target = val_target.to(val.device)
         self.val_sq_error = (val.mean - val_target).square()
         self.scale = 1.0
-        self.scale = fit_variance_scale(val.mean, self._variance(val, True), val_target)
+        self.scale = fit_variance_scale(val.mean, self._variance(val.embedding, True), val_target)
 
-    def _variance(self, prediction: Prediction, leave_one_out: bool) -> Tensor:
+    def _variance(self, embedding: Tensor, leave_one_out: bool) -> Tensor:
         var = neighbour_variance(
-            prediction.embedding, self.val.embedding, self.val_sq_error, self.k, leave_one_out
+            embedding.float(), self.val_embedding.float(), self.val_sq_error, self.k, leave_one_out
         )
         return (self.scale * var).clamp_min(1e-12)
 
     def variance(self, prediction: Prediction) -> Tensor:
         """The local variance of every molecule of ``prediction``, ``[N]`` (strictly positive)."""
-        return self._variance(prediction, False)
+        return self._variance(prediction.embedding, False)
+
+    def validation_variance(self) -> Tensor:
+        """The local variance of each validation molecule from the others' errors (its own
+        left out), ``[V]``: what conformal intervals are fitted on."""
+        return self._variance(self.val_embedding, True)
+
+    def state(self) -> dict[str, Tensor | int | float]:
+        """What rebuilds it (a saved model's): ``k``, ``scale``, the validation embedding and
+        squared errors."""
+        return {
+            "k": self.k,
+            "scale": self.scale,
+            "val_embedding": self.val_embedding.cpu(),
+            "val_sq_error": self.val_sq_error.cpu(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> NeighbourCalibration:
+        """The calibration :meth:`state` describes."""
+        calibration = cls.__new__(cls)
+        calibration.k, calibration.scale = state["k"], state["scale"]
+        calibration.val_embedding = state["val_embedding"]
+        calibration.val_sq_error = state["val_sq_error"]
+        return calibration
 
     def factors(self, prediction: Prediction) -> Tensor:
         """Per-molecule factors turning ``prediction.var`` into the local variance, ``[N]``."""
         return self.variance(prediction) / prediction.var
+
+
+def neighbour_count(option: float | None, n_val: int) -> int | None:
+    """``loop.local_neighbours`` as a count: None (off), a count, or a fraction of the
+    ``n_val`` validation molecules (at least 1, at most ``n_val - 1``)."""
+    if option is None:
+        return None
+    if isinstance(option, float) and 0 < option < 1:
+        return max(1, min(round(option * n_val), n_val - 1))
+    return int(option)
 
 
 def local_calibration_metrics(

@@ -32,10 +32,9 @@ from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.featurize import FEATURIZER_VERSION
 from regal_torch.data.molecule_files import read_header
 from regal_torch.errors import RegalError
-from regal_torch.loop.outputs import prediction_frame, write_table
+from regal_torch.local_calibration import NeighbourCalibration
+from regal_torch.loop.outputs import predict_with_std, prediction_frame, write_table
 from regal_torch.loop.progress import show_progress
-from regal_torch.models.predict_rows import predict
-from regal_torch.models.prediction import PredictionRequest
 from regal_torch.saved_model import MODEL_FILE, load_model
 
 OPTIONS = {
@@ -75,11 +74,13 @@ def predict_file(run_dir: Path, **options: Any) -> Path:
         enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=show_progress("auto"),
     )  # fmt: skip
-    request = PredictionRequest(frozenset(("mean", "var")))
-    prediction = predict(trainer, model, dm.loader(torch.arange(len(dataset))), request)
-    frame = prediction_frame(
-        dm.ids, dataset.smiles, prediction, calibration["var_scale"], calibration["conformal_q"]
-    )
+    local = calibration.get("local")
+    mean, std = predict_with_std(
+        trainer, model, dm.loader, torch.arange(len(dataset)), calibration["var_scale"],
+        None if local is None else NeighbourCalibration.from_state(local),
+        chunk=200 * dm.predict_batch_size,
+    )  # fmt: skip
+    frame = prediction_frame(dm.ids, dataset.smiles, mean, std, calibration["conformal_q"])
     if torch.isfinite(dm.truth).any():
         frame.insert(2, "label", dm.truth.numpy())
     out = Path(options["out"] or run_dir / f"predictions_{path.name.split('.')[0]}.csv")

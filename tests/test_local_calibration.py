@@ -56,7 +56,7 @@ def test_local_variance_finds_the_noisy_cluster_and_beats_a_global_factor():
     assert var[1::2].mean() > 50 * var[0::2].mean()  # std ratio 10: variance ratio ~100
     # the factor is fitted on the validation set left one out
     assert local.scale == pytest.approx(
-        fit_variance_scale(val.mean, local._variance(val, True) / local.scale, val_y), rel=1e-5
+        fit_variance_scale(val.mean, local.validation_variance() / local.scale, val_y), rel=1e-5
     )
     metrics = local_calibration_metrics(local, test, test_y)
     global_var = fit_variance_scale(val.mean, val.var, val_y) * test.var
@@ -121,7 +121,7 @@ def test_the_loop_gives_strategies_the_local_variance(tiny, tmp_path, seen_by_un
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["loop.local_neighbours=0"], "must be null or an integer from 1"),
+        (["loop.local_neighbours=0"], "must be null, a fraction .* or an integer from 1"),
         (["loop.local_neighbours=20"], "less one \\(19\\)"),
         (["loop.local_neighbours=5", "loop.recalibrate=false"], "needs loop.recalibrate=true"),
     ],

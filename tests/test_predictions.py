@@ -14,6 +14,7 @@ from conftest import compose_config
 
 from regal_torch.conformal import conformal_quantile, interval_metrics
 from regal_torch.errors import RegalError
+from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
@@ -48,8 +49,9 @@ def _gp_overrides(tiny):
     return [o for o in tiny if not o.startswith("model.")] + ["model=gp", "loop.rounds=1"]
 
 
-def test_a_run_writes_predictions_for_every_molecule_and_its_model(tiny, tmp_path):
-    loop = ActiveLoop(compose_config(_gp_overrides(tiny)), tmp_path)
+@pytest.mark.parametrize("local", [[], ["loop.local_neighbours=0.3"]])
+def test_a_run_writes_predictions_for_every_molecule_and_its_model(tiny, tmp_path, local):
+    loop = ActiveLoop(compose_config([*_gp_overrides(tiny), *local]), tmp_path)
     loop.run()
     table = pd.read_csv(tmp_path / "predictions.csv", dtype={"id": str})
     dm = loop.dm
@@ -70,14 +72,20 @@ def test_a_run_writes_predictions_for_every_molecule_and_its_model(tiny, tmp_pat
 
     # the saved model reloads and predicts exactly what the run's last round predicted
     model, extras = load_model(tmp_path / "model.ckpt")
+    calibration = extras["calibration"]
+    assert (calibration["local"] is not None) == bool(local)
     trainer = quiet_trainer(1)
-    request = PredictionRequest(frozenset(("mean", "var")))
+    request = PredictionRequest(frozenset(("mean", "var", "embedding")))
     again = predict(trainer, model, dm.loader(torch.arange(len(loop.dataset))), request)
     # (the CSV holds each float32 in its shortest exact form)
     assert torch.equal(torch.from_numpy(table["mean"].to_numpy()).float(), again.mean)
-    var_scale = extras["calibration"]["var_scale"]
+    if local:  # the local std of each molecule, from the saved validation errors
+        var = NeighbourCalibration.from_state(calibration["local"]).variance(again)
+        assert history["test_nll_local"].notna().all()
+    else:
+        var = again.var * calibration["var_scale"]
     std = torch.from_numpy(table["std"].to_numpy()).float()
-    assert torch.equal(std, (again.var * var_scale).sqrt())
+    assert torch.equal(std, var.sqrt())
 
     # regal_torch.predict on a file of some of the molecules gives the in-run predictions
     chosen = table.sample(30, random_state=0)

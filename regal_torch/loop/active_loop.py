@@ -41,6 +41,7 @@ from regal_torch.local_calibration import (
     NeighbourCalibration,
     Recalibration,
     local_calibration_metrics,
+    neighbour_count,
     recalibration,
 )
 from regal_torch.loop.checks import check_budget, check_capabilities, check_config
@@ -48,7 +49,7 @@ from regal_torch.loop.cold_start import initial_picks
 from regal_torch.loop.labelling import Labelling
 from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.neutral_keys import fingerprint
-from regal_torch.loop.outputs import prediction_frame, set_names, write_table
+from regal_torch.loop.outputs import predict_with_std, prediction_frame, set_names, write_table
 from regal_torch.loop.processes import check_processes, process_rank
 from regal_torch.loop.progress import RoundProgress, round_line, show_progress
 from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
@@ -260,12 +261,13 @@ class ActiveLoop:
         row: dict[str, Any] = {"round": r, "n_labeled": len(self.dm.labeled)}
         row["seconds_train"] = time.perf_counter() - start
         start = time.perf_counter()
-        metrics, recalibrate = self._score(r, trainer, model)
+        metrics, local = self._score(r, trainer, model)
+        recalibrate = recalibration(self.cfg.loop.recalibrate, metrics["var_scale"], local)
         row.update(metrics)
         row["seconds_test"] = time.perf_counter() - start
         outputs = self.cfg.predict.get("outputs", True)
         if outputs and (not acquire or self.cfg.predict.every_round):  # before the state
-            self._write_outputs(r, trainer, model, metrics)
+            self._write_outputs(r, trainer, model, metrics, local)
         row["seconds_predict"], row["seconds_select"] = (
             self._acquire(r, trainer, model, recalibrate) if acquire else (math.nan, math.nan)
         )
@@ -275,25 +277,30 @@ class ActiveLoop:
 
     def _score(
         self, r: int, trainer: pl.Trainer, model: pl.LightningModule
-    ) -> tuple[dict[str, float], Recalibration]:
+    ) -> tuple[dict[str, float], NeighbourCalibration | None]:
         """Test metrics of round ``r``'s model (accuracy, raw and recalibrated uncertainty,
-        local variance), and the recalibration its pool predictions go through."""
+        local variance, conformal intervals on the std the run uses), and the local
+        calibration (``loop.local_neighbours``; None without it)."""
         truth, test_set, val_set = self.dm.truth, self.dm.test, self.dm.val
         test = self._predict(r, trainer, model, test_set)
         val = self._predict(r, trainer, model, val_set)
         metrics = regression_metrics(test, truth[test_set], "test")
         metrics.update(calibration_metrics(test, truth[test_set], val, truth[val_set]))
+        local = None
+        k = neighbour_count(self.cfg.loop.get("local_neighbours"), len(val_set))
+        if k is not None:
+            local = NeighbourCalibration(val, truth[val_set], k)
+            metrics.update(local_calibration_metrics(local, test, truth[test_set]))
+            test_var, val_var = local.variance(test), local.validation_variance()
+        else:
+            test_var, val_var = test.var * metrics["var_scale"], val.var * metrics["var_scale"]
         metrics.update(
             interval_metrics(
-                test.mean, test.std, truth[test_set], val.mean, val.std, truth[val_set],
-                self.cfg.predict.interval,
+                test.mean, test_var.sqrt(), truth[test_set], val.mean, val_var.sqrt(),
+                truth[val_set], self.cfg.predict.interval,
             )
         )  # fmt: skip
-        local = None
-        if self.cfg.loop.get("local_neighbours") is not None:
-            local = NeighbourCalibration(val, truth[val_set], self.cfg.loop.local_neighbours)
-            metrics.update(local_calibration_metrics(local, test, truth[test_set]))
-        return metrics, recalibration(self.cfg.loop.recalibrate, metrics["var_scale"], local)
+        return metrics, local
 
     def _record(self, r: int, row: dict[str, Any]) -> None:
         """Record finished round ``r``: its row (replacing a redone round's), then the state,
@@ -401,18 +408,25 @@ class ActiveLoop:
         return prediction
 
     def _write_outputs(
-        self, r: int, trainer: pl.Trainer, model: pl.LightningModule, metrics: dict[str, float]
+        self,
+        r: int,
+        trainer: pl.Trainer,
+        model: pl.LightningModule,
+        metrics: dict[str, float],
+        local: NeighbourCalibration | None,
     ) -> None:
         """Round ``r``'s predictions for every molecule and its model
         (:mod:`regal_torch.loop.outputs`)."""
         n, dm = len(self.dataset), self.dm
-        request = PredictionRequest(frozenset(("mean", "var")))
-        prediction = self._predict(r, trainer, model, torch.arange(n), request)
+        mean, std = predict_with_std(
+            trainer, model, dm.loader, torch.arange(n), metrics["var_scale"], local,
+            chunk=200 * dm.predict_batch_size,
+        )  # fmt: skip
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
+            raise _terminated(r)
         if not self.main:
             return
-        frame = prediction_frame(
-            dm.ids, self.dataset.smiles, prediction, metrics["var_scale"], metrics["conformal_q"]
-        )
+        frame = prediction_frame(dm.ids, self.dataset.smiles, mean, std, metrics["conformal_q"])
         sets = {"labeled": dm.labeled, "val": dm.val, "test": dm.test, "failed": self.labels.failed}
         frame.insert(2, "set", set_names(n, sets))
         label = torch.full((n,), math.nan)
@@ -423,6 +437,7 @@ class ActiveLoop:
         name = "predictions.csv" if r == self.cfg.loop.rounds else f"predictions_round_{r:03d}.csv"
         write_table(self.run_dir / name, frame, self.cfg.predict.chunk_rows)
         calibration = {k: metrics[k] for k in ("var_scale", "conformal_q", "interval")}
+        calibration["local"] = None if local is None else local.state()
         data = {
             "config": OmegaConf.to_container(self.cfg.data, resolve=True),
             "kind": "table" if self.dataset.num_edge_features is None else "molecules",

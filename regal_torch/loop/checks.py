@@ -214,10 +214,13 @@ def check_budget(cfg: DictConfig, dm: ActiveDataModule, learn: bool) -> None:
             "the loop needs at least 2 to score the model"
         )
     k = loop.get("local_neighbours")
-    if k is not None and not (isinstance(k, int) and 1 <= k < len(dm.val)):
+    count = isinstance(k, int) and not isinstance(k, bool) and 1 <= k < len(dm.val)
+    fraction = isinstance(k, float) and 0 < k < 1
+    if k is not None and not (count or fraction):
         raise RegalError(
-            f"loop.local_neighbours={k!r} must be null or an integer from 1 to the number "
-            f"of validation molecules less one ({len(dm.val) - 1})"
+            f"loop.local_neighbours={k!r} must be null, a fraction of the validation "
+            f"molecules (0 to 1) or an integer from 1 to the number of validation molecules "
+            f"less one ({len(dm.val) - 1})"
         )
     if k is not None and not loop.recalibrate:
         raise RegalError("loop.local_neighbours needs loop.recalibrate=true")

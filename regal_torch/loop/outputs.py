@@ -6,8 +6,9 @@ predicts every molecule of the dataset with the round's model and writes
 - ``predictions.csv`` (``predictions_round_XXX.csv`` for a round before the last): one row
   per molecule with ``id``, ``smiles``, ``set`` (``labeled``, ``pool``, ``val``, ``test`` or
   ``failed``), ``label`` (the labeled, validation and test molecules' labels; empty for the
-  pool), ``mean``, ``std`` (recalibrated on the validation molecules) and ``lower``,
-  ``upper``: the split-conformal interval of ``predict.interval`` coverage
+  pool), ``mean``, ``std`` (the std the run uses: recalibrated on the validation molecules,
+  or their local variance with ``loop.local_neighbours``) and ``lower``, ``upper``: the
+  split-conformal interval of ``predict.interval`` coverage
   (:mod:`regal_torch.conformal`). Above ``predict.chunk_rows`` rows the table is a folder
   ``predictions/`` of files ``part-00000.csv``, ... of that many rows each;
 - ``model.ckpt``: the model, with what rebuilds it (:mod:`regal_torch.saved_model`).
@@ -19,41 +20,71 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pytorch_lightning as pl
+import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
+from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.loop.state import atomic_write_bytes
-from regal_torch.models.prediction import Prediction
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import PredictionRequest
 
-__all__ = ["prediction_frame", "set_names", "write_table"]
+__all__ = ["predict_with_std", "prediction_frame", "set_names", "write_table"]
+
+
+def predict_with_std(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    loader: Callable[[Tensor], DataLoader],
+    positions: Tensor,
+    var_scale: float,
+    local: NeighbourCalibration | None,
+    chunk: int = 20000,
+) -> tuple[Tensor, Tensor]:
+    """The mean and the std the run uses (the local one with ``loop.local_neighbours``, else
+    the variance times the validation factor ``var_scale``) of every molecule of
+    ``positions``, predicted ``chunk`` molecules at a time (``loader`` makes a loader over
+    positions), so that no embedding of the whole set is held.
+
+    Shapes:
+        positions: ``[N]`` -> mean ``[N]``, std ``[N]``.
+    """
+    fields = {"mean", "var"} | ({"embedding"} if local is not None else set())
+    request = PredictionRequest(frozenset(fields))
+    means, stds = [], []
+    for part in positions.split(chunk):
+        prediction = predict(trainer, model, loader(part), request)
+        var = prediction.var * var_scale if local is None else local.variance(prediction)
+        means.append(prediction.mean)
+        stds.append(var.sqrt())
+    if not means:
+        return torch.empty(0), torch.empty(0)
+    return torch.cat(means), torch.cat(stds)
 
 
 def prediction_frame(
-    ids: Sequence[str],
-    smiles: Sequence[str],
-    prediction: Prediction,
-    var_scale: float,
-    conformal_q: float,
+    ids: Sequence[str], smiles: Sequence[str], mean: Tensor, std: Tensor, conformal_q: float
 ) -> pd.DataFrame:
-    """``id``, ``smiles``, ``mean``, ``std`` (the variance times ``var_scale``) and the
-    interval ``mean -+ conformal_q * std_raw`` of the predicted molecules.
+    """``id``, ``smiles``, ``mean``, ``std`` and the interval ``mean -+ conformal_q * std`` of
+    the predicted molecules.
 
     Shapes:
-        ids, smiles: ``N`` strings, aligned with ``prediction``'s rows.
+        ids, smiles: ``N`` strings; mean, std: ``[N]``.
     """
-    raw = prediction.var.sqrt()
-    half = conformal_q * raw
+    half = conformal_q * std
     return pd.DataFrame(
         {
             "id": list(ids),
             "smiles": list(smiles),
-            "mean": prediction.mean.numpy(),
-            "std": (prediction.var * var_scale).sqrt().numpy(),
-            "lower": (prediction.mean - half).numpy(),
-            "upper": (prediction.mean + half).numpy(),
+            "mean": mean.numpy(),
+            "std": std.numpy(),
+            "lower": (mean - half).numpy(),
+            "upper": (mean + half).numpy(),
         }
     )
 

@@ -34,7 +34,9 @@ def show_progress(setting: bool | str) -> bool:
 
 def round_line(row: dict[str, Any], rounds: int, unit: str) -> str:
     """The line printed for a finished round: its labels, test metrics and seconds per phase
-    (``row`` is the round's row of ``history.csv``; ``unit`` the target's, or empty)."""
+    (``row`` is the round's row of ``history.csv``; ``unit`` the target's, or empty). NLL and
+    Spearman are those of the std the run uses: the local one with ``loop.local_neighbours``
+    (``test_*_local``), else the recalibrated one."""
     unit = f" {unit}" if unit else ""
     seconds = "".join(
         f" | {name} {row[f'seconds_{name}']:.1f} s"
@@ -51,8 +53,9 @@ def round_line(row: dict[str, Any], rounds: int, unit: str) -> str:
     return (
         f"round {row['round']}/{rounds} | labeled {row['n_labeled']} | "
         f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit} | "
-        f"NLL {row['test_nll_recal']:.3f} (const {row['test_nll_const']:.3f}) | "
-        f"Spearman {row['test_spearman']:.2f}{interval}{seconds}"
+        f"NLL {row.get('test_nll_local', row['test_nll_recal']):.3f} "
+        f"(const {row['test_nll_const']:.3f}) | "
+        f"Spearman {row.get('test_spearman_local', row['test_spearman']):.2f}{interval}{seconds}"
     )
 
 
