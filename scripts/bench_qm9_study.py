@@ -1,4 +1,4 @@
-"""Report the QM9 gap study (issue 7) into benchmarks/qm9_gap/ and BENCHMARKS.md.
+"""Report the 20,000-pool QM9 gap study into benchmarks/qm9_gap/ and BENCHMARKS.md.
 
 The study itself is one command (2 CPU cores: about 8 minutes per run, 36 runs; re-running it
 resumes unfinished runs):
@@ -34,12 +34,12 @@ tables, with the runs per strategy, into the ``qm9-study`` section of BENCHMARKS
 
     python scripts/bench_qm9_study.py [main|dkl|dkl_b100|local|full|levers]
 
-The full-scale study (``full``, issue 12) is one command too (about 15-25 minutes per run on
+The full-scale study (``full``) is one command too (about 15-25 minutes per run on
 one core; 21 runs):
 
     python -m regal_torch.run --multirun experiment=qm9_gap_full
 
-The levers on all of QM9 (``levers``, issue 12) are LCMD runs of that experiment with one
+The levers on all of QM9 (``levers``) are LCMD runs of that experiment with one
 option changed, in their own sweep folder, for example:
 
     python -m regal_torch.run --multirun experiment=qm9_gap_full strategy=lcmd seed=0,1,2 \

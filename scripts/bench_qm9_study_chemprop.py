@@ -1,4 +1,4 @@
-"""Our default GNN vs chemprop v2 on the QM9 study's pool and test set (issue 7, BENCHMARKS.md).
+"""Our default GNN vs chemprop v2 on the 20,000-pool QM9 study's pool and test set (BENCHMARKS.md).
 
 The study's data (``experiment=qm9_gap_benchmark``: 26,000 molecules = 5,000 test + 1,000 val
 + 20,000 pool, split seed 0); nested random training sets of 1,000, 2,200 and 5,000 pool

@@ -1,4 +1,4 @@
-"""Which uncertainty ranks the study model's errors? (issue 7, goal 3; BENCHMARKS.md)
+"""Which uncertainty ranks the study model's errors? (the 20,000-pool study; BENCHMARKS.md)
 
 The study's model (``experiment=qm9_gap_benchmark``: GINE MC-dropout, 60 epochs, 10 samples)
 trained on random labeled sets of 2,200 pool molecules (permutation seeds 0 and 1). Its mean

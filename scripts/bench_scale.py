@@ -1,4 +1,4 @@
-"""A million-molecule pool (issue 13), measured on the MOSES library of drug-like molecules.
+"""A million-molecule pool, measured on the MOSES library of drug-like molecules.
 
 The MOSES set ships inside the ``molsets`` wheel (``moses/dataset/data/train.csv.gz``,
 1,584,663 SMILES from ZINC); it is read from the wheel as a zip file, never imported, and is
@@ -175,7 +175,7 @@ def cache_section(rows: list[dict]) -> str:
         f"takes {big['load']['seconds']:.2f} s and {big['load']['rss_gb']:.2f} GB."
     )
     return f"""
-## A million-molecule pool: the featurisation cache (issue 13)
+## A million-molecule pool: the featurisation cache
 
 The first N molecules of the MOSES training set (drug-like, from ZINC; 21 heavy atoms on
 average), labelled with Crippen logP, as `data.path=moses_logp_N.csv.gz`
@@ -188,7 +188,7 @@ about the larger of the main's and half the total (est.). RSS: peak resident mem
 the main process / of the largest featurising worker (a forked worker's RSS counts the pages
 it shares with the main process). Load avg: the machine's 1-minute load average at the start
 of the build / of the load; other jobs ran on the machine, so the times are those of a
-shared machine. Goal (issue 13, 2 cores): 1,000,000 molecules into the cache in at most 3
+shared machine. Goal (large pools, 2 cores): 1,000,000 molecules into the cache in at most 3
 minutes, peak RSS at most 4 GB.
 
 Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}.
@@ -276,7 +276,7 @@ def round_section(rows: list[dict]) -> str:
         "| peak RSS | load avg |"
     )
     return f"""
-## A million-molecule pool: one active-learning round (issue 13)
+## A million-molecule pool: one active-learning round
 
 One round of `python -m regal_torch.run` on the first N MOSES molecules (Crippen logP, the
 files of the cache section), as users run it, with the default MC-dropout GNN and CPU trainer
@@ -291,7 +291,7 @@ samples, predicts the whole pool (N - 4,000 molecules) in one deterministic pass
 the last-layer embedding) and picks 200. Columns: round 0's seconds of each phase from
 `history.csv`, their sum (the round), the command's wall time (start-up, cache load, round
 0, then round 1's training and test, and writing), the peak RSS of its largest process, and
-the machine's load average at the start. Goal (issue 13, 2 cores): the round in at most 5
+the machine's load average at the start. Goal (large pools, 2 cores): the round in at most 5
 minutes and peak RSS at most 4 GB at 1,000,000 molecules.
 
 Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}.

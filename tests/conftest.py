@@ -32,6 +32,8 @@ def tiny(qm9_root: str, qm9_small: QM9Dataset) -> list[str]:
     (Depends on ``qm9_small`` so that the subset is built by that fixture.)
     """
     return [
+        "model=mc_dropout",  # the network, without molecule features: what most tests check
+        "data.features=[]",
         "data.subset=300",
         f"data.dataset.root={qm9_root}",
         "data.datamodule.test_size=50",

@@ -57,8 +57,8 @@ def _run(args, cwd=None):
     ],
 )
 def test_wrong_values_are_one_line_naming_option_value_and_range(overrides, message):
-    with pytest.raises(RegalError) as info:
-        check_config(compose_config(overrides))
+    with pytest.raises(RegalError) as info:  # the network's options (a later model= wins)
+        check_config(compose_config(["model=mc_dropout", *overrides]))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 

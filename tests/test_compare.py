@@ -26,7 +26,7 @@ def test_the_sweep_lists_each_strategy_that_picks_differently_once():
 def _compare(
     tmp_path: Path,
     strategies: str = "random,lcmd",
-    model: tuple[str, ...] = ("model.hidden_dim=8", "model.mc_samples=3"),
+    model: tuple[str, ...] = ("model=mc_dropout", "model.hidden_dim=8", "model.mc_samples=3"),
 ) -> tuple[Path, list[str], str]:
     """Run a small comparison (``strategies``, seed 0, one round on 150 rows, ``model``
     overrides); returns its sweep folder, command and standard output."""

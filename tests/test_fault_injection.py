@@ -52,6 +52,8 @@ KILL_POINTS = [
 
 def _overrides(root, run_dir):
     return [
+        "model=mc_dropout",
+        "data.features=[]",
         "data.subset=300",
         f"data.dataset.root={root}",
         "data.datamodule.test_size=50",

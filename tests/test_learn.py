@@ -39,6 +39,8 @@ def _overrides(csv, *extra):
         "trainer.max_epochs=1",
         "model.hidden_dim=16",
         "model.mc_samples=4",
+        "model=mc_dropout",
+        "data.features=[]",
         *extra,
     ]
 

@@ -113,7 +113,8 @@ def test_a_file_that_does_not_match_the_run_is_refused_in_one_line(tmp_path):
     pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0] * 10, "b": [0.5, 1.5, 2.5, 3.5] * 10,
                   "target": list(range(40))}).to_csv(table, index=False)  # fmt: skip
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "regal_torch.run", "data=table", f"data.path={table}",
+    cmd = [sys.executable, "-m", "regal_torch.run", "model=mc_dropout", "data=table",
+           f"data.path={table}",
            "data.datamodule.test_size=5", "data.datamodule.val_size=5", "loop.initial_size=5",
            "loop.batch_size=5", "loop.rounds=0", "trainer.max_epochs=1", "model.hidden_dim=8",
            "model.mc_samples=2", "progress=false", f"hydra.run.dir={run_dir}"]  # fmt: skip

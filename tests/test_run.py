@@ -147,7 +147,9 @@ def test_every_config_option_composes_and_instantiates(group, option, tiny, qm9_
         overrides += ["data=molecules", f"data.path={csv}"]
     if (group, option) == ("data", "table"):  # a real table (source: tests/data/README.md)
         table = Path(__file__).parent / "data" / "diabetes_150.csv"
-        overrides = [o for o in tiny if not o.startswith(("data.subset", "data.dataset."))]
+        overrides = [
+            o for o in tiny if not o.startswith(("data.subset", "data.dataset.", "data.features"))
+        ]
         overrides += ["data=table", f"data.path={table}", "data.target_column=target"]
     if group == "model" or option == "qm9_gap_features":  # tiny names MC-dropout's keys
         overrides = [o for o in overrides if not o.startswith("model.")]
@@ -234,3 +236,15 @@ def test_own_strategy_config_through_the_search_path(tiny, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "strategy: mine" in (run_dir / ".hydra" / "hydra.yaml").read_text()
     assert len(pd.read_csv(run_dir / "history.csv")) == 2
+
+
+def test_the_default_is_the_gp_on_molecule_features():
+    """The README's first command: the measured best (BENCHMARKS.md, molecule features)."""
+    cfg = _cfg([])
+    assert cfg.model._target_ == "regal_torch.models.gp.FingerprintGP"
+    assert list(cfg.data.features) == ["minimol", "xtb"] and cfg.model.fingerprint
+    assert list(cfg.data.featurizers.xtb.use) == [
+        "homo", "lumo", "gap", "homo_1", "lumo_1", "energy", "dipole", "quadrupole",
+        "charge_min", "charge_max",
+    ]  # fmt: skip
+    assert list(_cfg(["data=molecules", "data.path=x.csv"]).data.features) == ["minimol", "xtb"]

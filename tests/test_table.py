@@ -129,6 +129,7 @@ def test_features_are_standardised_on_the_labeled_rows_inside_the_model(diabetes
 
 def _tiny(path, *extra):
     return [
+        "model=mc_dropout",  # (a later model= wins)
         "data=table",
         f"data.path={path}",
         "data.target_column=target",
