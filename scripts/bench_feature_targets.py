@@ -25,7 +25,7 @@ benchmarks/feature_targets/ and the ``feature-targets`` section of BENCHMARKS.md
     python -m regal_torch.run --multirun $M model=gp 'data.features=[minimol,xtb]' \\
         'hydra.sweep.subdir=gp/moses_logp/seed${seed}'
     python -m regal_torch.run --multirun $M model=mc_dropout model.mc_samples=10 \\
-        'hydra.sweep.subdir=gine/moses_logp/seed${seed}'
+        'data.features=[]' 'hydra.sweep.subdir=gine/moses_logp/seed${seed}'
     python scripts/bench_feature_targets.py report
 """
 

@@ -32,7 +32,13 @@ CHEMPROP = {1000: (0.292, 0.410, 43), 2200: (0.244, 0.337, 105)}  # MAE, RMSE, s
 
 def main(overrides: list[str]) -> None:
     quiet_lightning()
-    base = ["data.subset=null", "data.datamodule.test_size=5000", "data.datamodule.val_size=1000"]
+    base = [  # the GINE network without molecule features, as this comparison was made
+        "model=mc_dropout",
+        "data.features=[]",
+        "data.subset=null",
+        "data.datamodule.test_size=5000",
+        "data.datamodule.val_size=1000",
+    ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=base + overrides)
     dataset = instantiate(cfg.data.dataset)

@@ -32,6 +32,8 @@ SETTINGS = {  # name -> (section, overrides, what the last row is)
         "models",
         [
             "strategy=uncertainty",
+            "data.features=[]",  # the models on the molecule graph alone, as measured
+            "loop.local_neighbours=null",
             "data.subset=2000",
             "loop.initial_size=100",
             "loop.batch_size=50",

@@ -5,18 +5,18 @@ The study (experiment=qm9_gap_features: the splits and labels of experiment=qm9_
 one process per core, ``OMP_NUM_THREADS=1``; re-running a command resumes its runs):
 
     # the GP on MiniMol + GFN2-xTB (+ the Morgan fingerprint's Tanimoto kernel), random labels
-    # and the strategies, 11 rounds of the learning curve each
-    python -m regal_torch.run --multirun experiment=qm9_gap_features \\
+    # and the strategies, 11 rounds of the learning curve each, seeing the GP's own variance
+    python -m regal_torch.run --multirun experiment=qm9_gap_features loop.local_neighbours=null \\
         'hydra.sweep.subdir=gp_mx/${hydra:runtime.choices.strategy}/seed${seed}' \\
         strategy=random,lcmd,covariance
     # the GINE networks on the same features: one fit at 200, 1,000 and 2,200 random labels
     python -m regal_torch.run --multirun experiment=qm9_gap_features model=mc_dropout \\
         model.mc_samples=10 loop.rounds=0 loop.initial_size=200,1000,2200 \\
-        'data.features=[minimol]' predict.outputs=false \\
+        loop.local_neighbours=null 'data.features=[minimol]' predict.outputs=false \\
         'hydra.sweep.subdir=gine_m/n${loop.initial_size}/seed${seed}'
     python -m regal_torch.run --multirun experiment=qm9_gap_features model=mc_dropout \\
         model.mc_samples=10 loop.rounds=0 loop.initial_size=200,1000,2200 \\
-        model.baseline=xtb_gap predict.outputs=false \\
+        loop.local_neighbours=null model.baseline=xtb_gap predict.outputs=false \\
         'hydra.sweep.subdir=gine_mx_delta/n${loop.initial_size}/seed${seed}'
 
 Today's GINE (no features) is the random runs of the full-scale study

@@ -8,6 +8,7 @@ no dependency of regal_torch. Each measurement is a subcommand:
     python scripts/bench_scale.py data                  # labelled files, once (Crippen logP)
     python scripts/bench_scale.py cache                 # section scale-cache of BENCHMARKS.md
     python scripts/bench_scale.py round                 # section scale-round of BENCHMARKS.md
+    python scripts/bench_scale.py predict               # section scale-predict of BENCHMARKS.md
 
 ``data`` writes ``moses_logp_N.csv.gz`` (columns ``smiles,logp``; the first N molecules of
 the training set, labelled with RDKit's Crippen logP so that benchmark mode runs end to end)
@@ -203,6 +204,9 @@ Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}.
 
 ROUND_OPTIONS = (
     "data=molecules",
+    "model=mc_dropout",  # the GINE network on the graph alone: features are measured apart
+    "data.features=[]",
+    "loop.local_neighbours=null",
     "data.target_column=logp",
     "data.datamodule.test_size=2000",
     "data.datamodule.val_size=1000",
@@ -213,6 +217,10 @@ ROUND_OPTIONS = (
     "loop.batch_size=200",
     "loop.rounds=1",
     "progress=false",
+)
+PREDICT_OPTIONS = (  # a run whose round 0 predicts the whole pool's mean and std
+    *(o for o in ROUND_OPTIONS if not o.startswith(("strategy=", "loop.local_neighbours="))),
+    "strategy=uncertainty",
 )
 
 
@@ -261,6 +269,85 @@ def measure_round(n: int, ddp: bool = False) -> dict:
     return row
 
 
+def measure_predict(n: int) -> dict:
+    """The loop's pool prediction against ``python -m regal_torch.predict`` on the same file:
+    a run of rounds 0 and 1 (strategy uncertainty, so round 0 predicts the mean and std of the
+    whole pool as the predictions do; std: the default local variance, one deterministic pass
+    with the embedding; round 1 saves the model), then the command with that model on
+    ``moses_logp_N.csv.gz``, the cache built first: its wall time and peak RSS."""
+    path, cache = labelled_path(n), WORK / "cache_round"
+    _child(path, cache, 0)
+    run_dir = WORK / f"predict_{n}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    options = [*PREDICT_OPTIONS, f"data.path={path}", f"data.cache_dir={cache}"]
+    command = [sys.executable, "-m", "regal_torch.run", *options, f"hydra.run.dir={run_dir}"]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    import pandas as pd
+
+    first = pd.read_csv(run_dir / "history.csv").iloc[0]
+    out_file = run_dir / "predicted.csv"
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    command = [
+        sys.executable, "-m", "regal_torch.predict", str(run_dir), f"data.path={path}",
+        f"data.cache_dir={cache}", f"out={out_file}",
+    ]  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *command], capture_output=True, text=True
+    )
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"regal_torch.predict at {n:,} molecules failed:\n{out.stderr[-3000:]}")
+    rows = sum(1 for _ in open(out_file)) - 1 if out_file.is_file() else None
+    row = {
+        "n": n,
+        "pool": n - 4000,
+        "loop_predict_s": float(first["seconds_predict"]),
+        "predict_wall_s": wall,
+        "rows": rows,
+        "rss_gb": float(out.stdout.strip().splitlines()[-1]),
+        "load": load,
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def predict_section(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        loop_rate = r["pool"] / r["loop_predict_s"]
+        cli_rate = r["n"] / r["predict_wall_s"]
+        lines.append(
+            f"| {r['n']:,} | {r['loop_predict_s']:.0f} s ({loop_rate:,.0f}/s) "
+            f"| {r['predict_wall_s']:.0f} s ({cli_rate:,.0f}/s) | {loop_rate / cli_rate:.2f}x "
+            f"| {r['rss_gb']:.2f} GB | {r['load']:.1f} |"
+        )
+    table = "\n".join(lines)
+    return f"""
+## New molecules: `regal_torch.predict` against the loop's pool prediction
+
+A run on the first N MOSES molecules (the files of the cache section), the MC-dropout GNN
+without molecule features and the default local variance as its std
+(`OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "unset")}`):
+
+```
+python -m regal_torch.run {" ".join(PREDICT_OPTIONS)} data.path=moses_logp_N.csv.gz
+```
+
+Loop: round 0's seconds predicting the pool (N - 4,000 molecules; mean and embedding, from
+`history.csv`). `regal_torch.predict`: the wall time of `python -m regal_torch.predict RUN
+data.path=moses_logp_N.csv.gz out=FILE` on all N molecules (start-up, model load, the
+cache found, prediction, the local std, intervals, the CSV written) and its peak RSS. Goal:
+the command within 2x the loop's time per molecule, in at most 4 GB.
+
+Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}.
+
+| molecules | loop: predict pool | `regal_torch.predict` | slower by | peak RSS | load avg |
+| --- | --- | --- | --- | --- | --- |
+{table}
+"""
+
+
 def round_section(rows: list[dict]) -> str:
     lines = []
     for r in rows:
@@ -279,7 +366,8 @@ def round_section(rows: list[dict]) -> str:
 ## A million-molecule pool: one active-learning round
 
 One round of `python -m regal_torch.run` on the first N MOSES molecules (Crippen logP, the
-files of the cache section), as users run it, with the default MC-dropout GNN and CPU trainer
+files of the cache section), as users run it, with the MC-dropout GNN (no molecule
+features) and the CPU trainer
 (`OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "unset")}`), the cache built beforehand:
 
 ```
@@ -308,6 +396,7 @@ def main() -> None:
     data = sub.add_parser("data", help="write the labelled MOSES files")
     data.add_argument("--wheel", type=Path, default=None, help="the molsets 0.3.1 wheel")
     cache = sub.add_parser("cache", help="cache build and load at every size")
+    predict = sub.add_parser("predict", help="regal_torch.predict against the loop")
     round_ = sub.add_parser("round", help="one active-learning round at every size")
     round_.add_argument(
         "--ddp",
@@ -316,7 +405,7 @@ def main() -> None:
         default=[SIZES[0]],
         help="sizes also run under DDP with 2 processes",
     )
-    for p in (data, cache, round_):
+    for p in (data, cache, predict, round_):
         p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = parser.parse_args()
     if args.command == "round":
@@ -325,6 +414,13 @@ def main() -> None:
         for n, ddp in [(n, False) for n in args.sizes] + [(n, True) for n in args.ddp]:
             rows.append(measure_round(n, ddp))
             write_section("scale-round", round_section(rows), reproduce=reproduce)
+        return
+    if args.command == "predict":
+        reproduce = "python scripts/bench_scale.py data && python scripts/bench_scale.py predict"
+        rows = []
+        for n in args.sizes:
+            rows.append(measure_predict(n))
+            write_section("scale-predict", predict_section(rows), reproduce=reproduce)
         return
     if args.command == "data":
         wheel = args.wheel or next(Path(tempfile.gettempdir(), "molsets").glob("*.whl"), None)

@@ -32,8 +32,12 @@ def tiny(qm9_root: str, qm9_small: QM9Dataset) -> list[str]:
     (Depends on ``qm9_small`` so that the subset is built by that fixture.)
     """
     return [
-        "model=mc_dropout",  # the network, without molecule features: what most tests check
+        # the network without molecule features, LCMD, the model's own variance: what most
+        # tests check (the defaults before the molecule-features study)
+        "model=mc_dropout",
         "data.features=[]",
+        "strategy=lcmd",
+        "loop.local_neighbours=null",
         "data.subset=300",
         f"data.dataset.root={qm9_root}",
         "data.datamodule.test_size=50",

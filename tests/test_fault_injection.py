@@ -54,6 +54,8 @@ def _overrides(root, run_dir):
     return [
         "model=mc_dropout",
         "data.features=[]",
+        "strategy=lcmd",
+        "loop.local_neighbours=null",
         "data.subset=300",
         f"data.dataset.root={root}",
         "data.datamodule.test_size=50",

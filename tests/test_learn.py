@@ -41,6 +41,7 @@ def _overrides(csv, *extra):
         "model.mc_samples=4",
         "model=mc_dropout",
         "data.features=[]",
+        "loop.local_neighbours=null",
         *extra,
     ]
 

@@ -20,7 +20,8 @@ def sweep(tiny: list[str], sweep_dir, *extra: str) -> subprocess.CompletedProces
     """``python -m regal_torch.run --multirun`` over strategy random, uncertainty x seed 0, 1."""
     cmd = [
         sys.executable, "-m", "regal_torch.run", "--multirun",
-        "strategy=random,uncertainty", "seed=0,1", *tiny, *extra,
+        "strategy=random,uncertainty", "seed=0,1",
+        *[o for o in tiny if not o.startswith("strategy=")], *extra,
         f"hydra.sweep.dir={sweep_dir}", NO_ROOT_IN_DIRNAME,
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=sweep_dir.parent)
@@ -104,7 +105,7 @@ def test_multi_process_runs_the_loop_cannot_keep_in_step_are_refused(
 def test_a_sweep_rerun_with_more_rounds_extends_the_same_folders(tiny, qm9_small, tmp_path):
     """The shipped config's job folder names leave out the options that do not change results
     (the list resume uses), so more rounds extend the runs instead of starting new ones."""
-    base = [o for o in tiny if not o.startswith("loop.rounds")]
+    base = [o for o in tiny if not o.startswith(("loop.rounds", "strategy="))]
     sweep_dir = tmp_path / "sweep"
 
     def run(rounds: int) -> None:

@@ -129,7 +129,9 @@ def test_features_are_standardised_on_the_labeled_rows_inside_the_model(diabetes
 
 def _tiny(path, *extra):
     return [
-        "model=mc_dropout",  # (a later model= wins)
+        "model=mc_dropout",  # (a later model= or strategy= wins)
+        "strategy=lcmd",
+        "loop.local_neighbours=null",
         "data=table",
         f"data.path={path}",
         "data.target_column=target",

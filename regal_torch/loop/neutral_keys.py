@@ -9,6 +9,7 @@ folders and extends its runs.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -59,10 +60,26 @@ def fingerprint(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
     return flat
 
 
+_LONGEST_NAME = 200  # bytes of a sweep job's folder name (file systems allow 255)
+
+
+def job_folder(name: str) -> str:
+    """A sweep job's folder name: ``name`` (Hydra's ``override_dirname``), or where it is longer
+    than a file system allows, its start and end around a hash of the whole (the same name
+    gives the same folder, so a re-run finds it)."""
+    if len(name.encode()) <= _LONGEST_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name[:90]}...{digest}...{name[-90:]}"
+
+
 def register_resolver() -> None:
     """Register ``${regal_torch_neutral_keys:}`` (the neutral keys and Hydra's folder options,
-    for ``hydra.job.config.override_dirname.exclude_keys``); called by the entry point."""
+    for ``hydra.job.config.override_dirname.exclude_keys``) and ``${regal_torch_job_folder:}``
+    (:func:`job_folder`); called by the entry point."""
     if not OmegaConf.has_resolver("regal_torch_neutral_keys"):
         OmegaConf.register_new_resolver(
             "regal_torch_neutral_keys", lambda: [*NEUTRAL_KEYS, *_HYDRA_KEYS]
         )
+    if not OmegaConf.has_resolver("regal_torch_job_folder"):
+        OmegaConf.register_new_resolver("regal_torch_job_folder", job_folder)
