@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from regal_torch.report.cli import report
 from regal_torch.report.runs import find_runs, read_run
@@ -61,6 +62,11 @@ MODELS = {  # name -> (what it is, where its runs are)
 }
 
 
+def seed_of(path: Path) -> int:
+    """The run's ``seed`` (its options leave it out)."""
+    return int(OmegaConf.load(path / ".hydra" / "config.yaml").seed)
+
+
 def rows_of(name: str) -> pd.DataFrame:
     """``n_labeled, seed, mae, rmse`` of every finished round of the model's random runs."""
     where = MODELS[name][1]
@@ -71,7 +77,7 @@ def rows_of(name: str) -> pd.DataFrame:
     frames = []
     for path in paths:
         run = read_run(path)
-        seed = run.options.get("seed")
+        seed = seed_of(path)
         history = run.history
         frames.append(
             pd.DataFrame(
@@ -147,7 +153,7 @@ def main() -> None:
     curves = []
     for path in finished:
         run = read_run(path)
-        curves.append(run.history.assign(strategy=run.strategy, seed=run.options.get("seed")))
+        curves.append(run.history.assign(strategy=run.strategy, seed=seed_of(path)))
     strategy_rows = []
     if curves:
         every = pd.concat(curves)

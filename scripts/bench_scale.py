@@ -221,6 +221,7 @@ ROUND_OPTIONS = (
 PREDICT_OPTIONS = (  # a run whose round 0 predicts the whole pool's mean and std
     *(o for o in ROUND_OPTIONS if not o.startswith(("strategy=", "loop.local_neighbours="))),
     "strategy=uncertainty",
+    "trainer.max_epochs=20",  # the model's accuracy is not what is measured
 )
 
 
@@ -234,6 +235,20 @@ sys.exit(code)
 """
 
 
+def _measured(command: list[str], what: str) -> tuple[float, float, float]:
+    """Runs ``command``; returns the load average at its start, its wall seconds and the peak
+    RSS (GB) of its largest process; exits with its stderr's end if it fails."""
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *command], capture_output=True, text=True
+    )
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"{what} failed:\n{out.stderr[-3000:]}")
+    return load, wall, float(out.stdout.strip().splitlines()[-1])
+
+
 def measure_round(n: int, ddp: bool = False) -> dict:
     """One round (train on 1,000 labels, test, predict the whole pool, pick 200 with LCMD,
     label and write them) on ``moses_logp_N.csv.gz``, through the command, its cache built
@@ -245,15 +260,8 @@ def measure_round(n: int, ddp: bool = False) -> dict:
     options = [*ROUND_OPTIONS, f"data.path={path}", f"data.cache_dir={cache}"]
     if ddp:
         options += ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
-    load = os.getloadavg()[0]
-    start = time.perf_counter()
     command = [sys.executable, "-m", "regal_torch.run", *options, f"hydra.run.dir={run_dir}"]
-    out = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS, *command], capture_output=True, text=True
-    )
-    wall = time.perf_counter() - start
-    if out.returncode != 0:
-        sys.exit(f"the round at {n:,} molecules failed:\n{out.stderr[-3000:]}")
+    load, wall, rss = _measured(command, f"the round at {n:,} molecules")
     import pandas as pd
 
     first = pd.read_csv(run_dir / "history.csv").iloc[0]
@@ -261,7 +269,7 @@ def measure_round(n: int, ddp: bool = False) -> dict:
         "n": n,
         "ddp": ddp,
         "wall_s": wall,
-        "rss_gb": float(out.stdout.strip().splitlines()[-1]),
+        "rss_gb": rss,
         "load": load,
         **{k: float(first[f"seconds_{k}"]) for k in ("train", "test", "predict", "select")},
     }
@@ -286,26 +294,17 @@ def measure_predict(n: int) -> dict:
 
     first = pd.read_csv(run_dir / "history.csv").iloc[0]
     out_file = run_dir / "predicted.csv"
-    load = os.getloadavg()[0]
-    start = time.perf_counter()
     command = [
         sys.executable, "-m", "regal_torch.predict", str(run_dir), f"data.path={path}",
         f"data.cache_dir={cache}", f"out={out_file}",
     ]  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS, *command], capture_output=True, text=True
-    )
-    wall = time.perf_counter() - start
-    if out.returncode != 0:
-        sys.exit(f"regal_torch.predict at {n:,} molecules failed:\n{out.stderr[-3000:]}")
-    rows = sum(1 for _ in open(out_file)) - 1 if out_file.is_file() else None
+    load, wall, rss = _measured(command, f"regal_torch.predict at {n:,} molecules")
     row = {
         "n": n,
         "pool": n - 4000,
         "loop_predict_s": float(first["seconds_predict"]),
         "predict_wall_s": wall,
-        "rows": rows,
-        "rss_gb": float(out.stdout.strip().splitlines()[-1]),
+        "rss_gb": rss,
         "load": load,
     }
     print(json.dumps(row), flush=True)

@@ -248,3 +248,5 @@ def test_the_default_is_the_gp_on_molecule_features():
         "charge_min", "charge_max",
     ]  # fmt: skip
     assert list(_cfg(["data=molecules", "data.path=x.csv"]).data.features) == ["minimol", "xtb"]
+    assert cfg.strategy._target_ == "regal_torch.strategies.lcmd.LCMDStrategy"
+    assert cfg.loop.local_neighbours == 0.05  # the std with signal (BENCHMARKS.md, uncertainty)
