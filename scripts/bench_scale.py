@@ -333,8 +333,9 @@ without molecule features and the default local variance as its std
 python -m regal_torch.run {" ".join(PREDICT_OPTIONS)} data.path=moses_logp_N.csv.gz
 ```
 
-Loop: round 0's seconds predicting the pool (N - 4,000 molecules; mean and embedding, from
-`history.csv`). `regal_torch.predict`: the wall time of `python -m regal_torch.predict RUN
+Loop: round 0's seconds predicting the pool (N - 4,000 molecules: the mean and variance of
+the dropout passes, and the embedding the local std needs; from `history.csv`).
+`regal_torch.predict`: the wall time of `python -m regal_torch.predict RUN
 data.path=moses_logp_N.csv.gz out=FILE` on all N molecules (start-up, model load, the
 cache found, prediction, the local std, intervals, the CSV written) and its peak RSS. Goal:
 the command within 2x the loop's time per molecule, in at most 4 GB.

@@ -123,3 +123,17 @@ def test_a_sweep_rerun_with_more_rounds_extends_the_same_folders(tiny, qm9_small
     run(2)
     assert [p.parent for p in sweep_dir.glob("*/history.csv")] == [job]
     assert pd.read_csv(job / "history.csv")["n_labeled"].tolist() == [20, 30, 40]
+
+
+def test_a_job_folder_name_past_the_file_system_limit_is_shortened_stably():
+    """Hydra's override_dirname of many overrides is longer than a folder name may be (255
+    bytes): the job folder keeps its start and end around a hash of the whole name."""
+    from regal_torch.loop.neutral_keys import job_folder
+
+    short = "seed=0,strategy=random"
+    assert job_folder(short) == short
+    long = ",".join(f"data.option_{i}=é{i}" for i in range(40))  # multi-byte characters too
+    name = job_folder(long)
+    assert len(name.encode()) <= 200 and name == job_folder(long)
+    assert name.startswith("data.option_0=é0") and name.endswith("data.option_39=é39")
+    assert job_folder(long.replace("é39", "é38")) != name

@@ -67,10 +67,12 @@ def job_folder(name: str) -> str:
     """A sweep job's folder name: ``name`` (Hydra's ``override_dirname``), or where it is longer
     than a file system allows, its start and end around a hash of the whole (the same name
     gives the same folder, so a re-run finds it)."""
-    if len(name.encode()) <= _LONGEST_NAME:
+    raw = name.encode()
+    if len(raw) <= _LONGEST_NAME:
         return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    return f"{name[:90]}...{digest}...{name[-90:]}"
+    digest = hashlib.sha1(raw).hexdigest()[:10]
+    start, end = (part.decode(errors="ignore") for part in (raw[:90], raw[-90:]))
+    return f"{start}...{digest}...{end}"
 
 
 def register_resolver() -> None:
