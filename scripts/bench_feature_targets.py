@@ -1,4 +1,4 @@
-"""Are the molecule features tuned to QM9 gap? The GP on MiniMol + GFN2-xTB against today's
+"""Are the molecule features tuned to QM9 gap? The GP on MiniMol + GFN2-xTB against the
 GINE at 1,000 random labels on two other QM9 targets and on a non-QM9 set, into
 benchmarks/feature_targets/ and the ``feature-targets`` section of BENCHMARKS.md.
 

@@ -19,7 +19,7 @@ one process per core, ``OMP_NUM_THREADS=1``; re-running a command resumes its ru
         loop.local_neighbours=null model.baseline=xtb_gap predict.outputs=false \\
         'hydra.sweep.subdir=gine_mx_delta/n${loop.initial_size}/seed${seed}'
 
-Today's GINE (no features) is the random runs of the full-scale study
+The GINE without features is the random runs of the full-scale study
 (``benchmarks/qm9_gap_full/runs``). Labels to reach a level are interpolated log-log between
 the measured label counts (error falls as a power of the labels); "not reached" where the
 largest count measured does not reach it.
@@ -49,7 +49,7 @@ OUT = ROOT / "benchmarks" / "qm9_gap_features"
 TODAY = ROOT / "benchmarks" / "qm9_gap_full" / "runs"
 POINTS = (200, 1000, 2200)
 MODELS = {  # name -> (what it is, where its runs are)
-    "gine": ("GINE MC-dropout, no features (today's default network)", None),
+    "gine": ("GINE MC-dropout, no features (the previous default network)", None),
     "gine_m": ("GINE MC-dropout + MiniMol (concatenated to the pooled embedding)", "gine_m"),
     "gine_mx_delta": (
         "GINE MC-dropout + MiniMol + xTB (10 values), Delta on the xTB gap",
@@ -183,7 +183,7 @@ def _section(
         " `experiment=qm9_gap_features`; random labels; one process per core",
         "(`OMP_NUM_THREADS=1`). Test MAE and RMSE in eV, mean ± sample std over seeds;"
         " Spearman(|error|, std) and the recalibrated NLL against a constant std's; labels to"
-        " reach today's GINE-random final MAE"
+        " reach the GINE's (graph only) random final MAE"
         f" ({final_mae:.4f} eV) and RMSE ({final_rmse:.4f} eV) at 2,200 labels, interpolated"
         " log-log between the counts measured. Report:"
         " [benchmarks/qm9_gap_features/](benchmarks/qm9_gap_features/summary.csv).",
