@@ -60,7 +60,7 @@ def fingerprint(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
     return flat
 
 
-_LONGEST_NAME = 200  # bytes of a sweep job's folder name (file systems allow 255)
+_LONGEST_NAME = 255  # bytes of a folder name most file systems allow: every name that worked stays
 
 
 def job_folder(name: str) -> str:
