@@ -65,6 +65,27 @@ def error_std_spearman(mean: Tensor, var: Tensor, target: Tensor) -> float:
     return spearman_corrcoef(var.sqrt().double(), (target - mean).abs().double()).item()
 
 
+def spearman_ceiling(var: Tensor, draws: int = 20) -> float:
+    """The Spearman(|error|, std) a perfectly right std of this spread would reach: its mean
+    over ``draws`` draws of errors ``e ~ N(0, var)`` (its own generator, seed 0: the same
+    number every time, the global random state untouched). The gap between it and
+    :func:`error_std_spearman` is what the std misses; errors of nearly one size keep both
+    low.
+
+    Shapes:
+        var: ``[N]``.
+    """
+    generator = torch.Generator().manual_seed(0)
+    std = var.detach().double().cpu().sqrt()
+    values = [
+        spearman_corrcoef(
+            std, (torch.randn(len(std), generator=generator, dtype=std.dtype) * std).abs()
+        ).item()
+        for _ in range(draws)
+    ]
+    return float(sum(values) / len(values))
+
+
 def fit_variance_scale(mean: Tensor, var: Tensor, target: Tensor) -> float:
     r"""The factor :math:`s` minimising the Gaussian NLL of ``s * var``.
 
@@ -108,8 +129,9 @@ def calibration_metrics(
     """Uncertainty quality on the test set, raw and recalibrated with a factor fitted on val.
 
     Returns (keys as in ``history.csv``): ``test_nll``, ``test_nll_recal``,
-    ``test_nll_const`` (constant std equal to the val RMSE), ``test_spearman``,
-    ``test_miscal``, ``test_miscal_recal``, ``test_mean_std``, ``test_mean_std_recal``,
+    ``test_nll_const`` (constant std equal to the val RMSE), ``test_spearman`` and its
+    ceiling ``test_spearman_ceiling`` (:func:`spearman_ceiling`), ``test_miscal``,
+    ``test_miscal_recal``, ``test_mean_std``, ``test_mean_std_recal``,
     ``var_scale`` (the fitted factor) and ``val_rmse``.
 
     Shapes:
@@ -126,6 +148,7 @@ def calibration_metrics(
         "test_nll_recal": gaussian_nll(mean, var * scale, test_target),
         "test_nll_const": gaussian_nll(mean, const, test_target),
         "test_spearman": error_std_spearman(mean, var, test_target),
+        "test_spearman_ceiling": spearman_ceiling(var),
         "test_miscal": miscalibration_area(mean, var, test_target),
         "test_miscal_recal": miscalibration_area(mean, var * scale, test_target),
         "test_mean_std": var.sqrt().mean().item(),

@@ -23,6 +23,7 @@ from regal_torch.calibration import (
     gaussian_nll,
     miscalibration_area,
     scale_variance,
+    spearman_ceiling,
 )
 from regal_torch.errors import RegalError
 from regal_torch.models.prediction import Prediction
@@ -145,7 +146,8 @@ def local_calibration_metrics(
     calibration: NeighbourCalibration, test: Prediction, test_target: Tensor
 ) -> dict[str, float]:
     """Test NLL, Spearman(|error|, std) and miscalibration area of the local variance
-    (keys ``test_nll_local``, ``test_spearman_local``, ``test_miscal_local``).
+    (keys ``test_nll_local``, ``test_spearman_local`` and its ceiling
+    ``test_spearman_ceiling_local``, ``test_miscal_local``).
 
     Shapes:
         test_target: ``[N_test]``, aligned with ``test``.
@@ -155,6 +157,7 @@ def local_calibration_metrics(
     return {
         "test_nll_local": gaussian_nll(test.mean, var, test_target),
         "test_spearman_local": error_std_spearman(test.mean, var, test_target),
+        "test_spearman_ceiling_local": spearman_ceiling(var),
         "test_miscal_local": miscalibration_area(test.mean, var, test_target),
     }
 

@@ -39,15 +39,16 @@ def integer(low: int, high: int | None = None, null: bool = False) -> Rule:
     return rule
 
 
-def number(low: float, low_open: bool, high: float | None = None) -> Rule:
-    """A number above (or from) ``low`` and below ``high``."""
+def number(low: float, low_open: bool, high: float | None = None, high_open: bool = True) -> Rule:
+    """A number above (or from) ``low`` and below (or up to) ``high``."""
 
     def rule(value: Any) -> str:
         if _is_number(value) and (value > low if low_open else value >= low):
-            if high is None or value < high:
+            if high is None or (value < high if high_open else value <= high):
                 return ""
         if high is not None:
-            return f"a number from {low:g} up to, not including, {high:g}"
+            up_to = "up to, not including," if high_open else "to"
+            return f"a number from {low:g} {up_to} {high:g}"
         return f"a number {'>' if low_open else '>='} {low:g}"
 
     return rule

@@ -1,28 +1,40 @@
 """Which uncertainty has signal on all of QM9 gap? Reported into benchmarks/qm9_gap_uncertainty/
 and the ``qm9-uncertainty`` section of BENCHMARKS.md.
 
-It reads the histories of runs made for other studies, at 200, 1,000 and 2,200 random labels
-(3 seeds each), on the splits of experiment=qm9_gap_full (10,000 test, 1,000 val):
+It reads the histories of runs at 200, 1,000 and 2,200 random labels (3 seeds each), on the
+splits of experiment=qm9_gap_full (10,000 test, 1,000 val):
 
 - GINE MC-dropout without features: the full-scale study's random runs
   (``benchmarks/qm9_gap_full/runs``);
 - GINE MC-dropout with MiniMol, and with MiniMol + xTB (Delta): the molecule-features study's
   single fits (``multirun/qm9_gap_features/gine_m``, ``gine_mx_delta``);
+- the networks on MiniMol + xTB (Delta), one fit at each label count, each with its own
+  uncertainty and the validation-neighbour (local) variance on the same model
+  (``loop.local_neighbours=0.05``: 50 of the 1,000 validation molecules), for MODEL in
+  mc_dropout (10 passes), ensemble (5 members), mean_variance (beta-NLL head), laplace
+  (last-layer Laplace) and dkl (deep-kernel GP):
+
+    python -m regal_torch.run --multirun experiment=qm9_gap_features model=MODEL \\
+        loop.rounds=0 loop.initial_size=200,1000,2200 loop.local_neighbours=0.05 \\
+        model.baseline=xtb_gap predict.outputs=false \\
+        'hydra.sweep.subdir=MODEL_mx_delta/n${loop.initial_size}/seed${seed}'
+
+  (the ensemble's folder is ``ens_mx_delta``; mc_dropout adds ``model.mc_samples=10``);
 - the GP on MiniMol + xTB + the Tanimoto kernel: its posterior variance (one factor fitted on
-  val) from ``gp_mx/random``, and the validation-neighbour (local) variance,
-  ``loop.local_neighbours=0.05`` (50 of the 1,000 validation molecules), from
-  ``gp_mx_local/random`` (the same models: random picks do not depend on the uncertainty):
+  val) from ``gp_mx/random``, and the local variance from ``gp_mx_local/random`` (the same
+  models: random picks do not depend on the uncertainty):
 
     python -m regal_torch.run --multirun experiment=qm9_gap_features loop.local_neighbours=0.05 \\
         'hydra.sweep.subdir=gp_mx_local/${hydra:runtime.choices.strategy}/seed${seed}' \\
         strategy=random,uncertainty,covariance
 
-For each: Spearman(|error|, std), the recalibrated test NLL against a constant std's, the
-miscalibration area, the 90% conformal interval's coverage and mean width against the
-constant-width interval's, and the seconds a round spends training and predicting test and
-val. At 2,200 labels, for the GP's runs, the Spearman's ceiling: the mean Spearman(|e|, s)
-over 20 draws of errors e ~ N(0, s^2) with s the std itself (what a perfectly right std of
-that spread would reach), computed from each run's saved model (``model.ckpt``).
+For each: Spearman(|error|, std) and its ceiling (the mean Spearman over 20 draws of errors
+e ~ N(0, s^2) with s the std itself: what a perfectly right std of that spread would reach;
+from ``history.csv`` where the run records it, else from the run's saved model), the
+recalibrated test NLL against a constant std's, the miscalibration area, the 90% conformal
+interval's coverage and mean width against the constant-width interval's (the intervals use
+the std a run chose: the local one where ``loop.local_neighbours`` is set), and the seconds a
+round spends training and predicting test and val.
 
     python scripts/bench_qm9_uncertainty.py
 """
@@ -37,8 +49,8 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torchmetrics.functional import spearman_corrcoef
 
+from regal_torch.calibration import spearman_ceiling
 from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
@@ -55,26 +67,36 @@ OUT = ROOT / "benchmarks" / "qm9_gap_uncertainty"
 POINTS = (200, 1000, 2200)
 COLUMNS = ("spearman", "nll", "nll_const", "miscal", "test_coverage", "test_interval_width",
            "test_interval_width_const", "seconds")  # fmt: skip
-# name -> (what, runs folder, column suffix of its std)
+# name -> (what, runs folder, which std: "own" or "local")
 SOURCES = {
-    "mc_dropout": ("GINE MC-dropout (10 passes)", ROOT / "benchmarks/qm9_gap_full/runs", ""),
-    "mc_dropout_minimol": ("GINE + MiniMol, MC-dropout", SWEEP / "gine_m", ""),
-    "mc_dropout_minimol_xtb": (
-        "GINE + MiniMol + xTB (Delta), MC-dropout",
-        SWEEP / "gine_mx_delta",
-        "",
-    ),
-    "gp": ("GP posterior variance (MiniMol + xTB + Tanimoto)", SWEEP / "gp_mx" / "random", ""),
-    "gp_local": (
-        "validation-neighbour variance on the GP (k = 5% of val)",
-        SWEEP / "gp_mx_local" / "random",
-        "_local",
-    ),
+    "mc_dropout": ("GINE MC-dropout (10 passes)", ROOT / "benchmarks/qm9_gap_full/runs", "own"),
+    "mc_dropout_minimol": ("GINE + MiniMol, MC-dropout", SWEEP / "gine_m", "own"),
 }
+NETWORKS = {  # the networks on MiniMol + xTB (Delta): name -> (what, folder)
+    "mc_dropout_mx": ("MC-dropout (10 passes)", "gine_mx_delta"),
+    "ensemble_mx": ("deep ensemble (5 members)", "ens_mx_delta"),
+    "mean_variance_mx": ("mean-variance head (beta-NLL, beta 0.5)", "mean_variance_mx_delta"),
+    "laplace_mx": ("last-layer Laplace (evidence-fitted precisions)", "laplace_mx_delta"),
+    "dkl_mx": ("deep-kernel GP", "dkl_mx_delta"),
+}
+for _name, (_what, _folder) in NETWORKS.items():
+    SOURCES[_name] = (f"GINE + MiniMol + xTB (Delta), {_what}", SWEEP / _folder, "own")
+    _local = "mc_dropout_mx_delta" if _folder == "gine_mx_delta" else _folder
+    SOURCES[f"{_name}_local"] = (
+        f"GINE + MiniMol + xTB (Delta), {_what}: local variance",
+        SWEEP / _local,
+        "local",
+    )
+SOURCES["gp"] = ("GP posterior variance (MiniMol + xTB + Tanimoto)", SWEEP / "gp_mx/random", "own")
+SOURCES["gp_local"] = (
+    "validation-neighbour variance on the GP (k = 5% of val)",
+    SWEEP / "gp_mx_local/random",
+    "local",
+)
 
 
 def rows(name: str) -> pd.DataFrame:
-    what, folder, local = SOURCES[name]
+    what, folder, std = SOURCES[name]
     paths = (
         [p for p in find_runs([folder]) if read_run(p).strategy == "random"]
         if folder.exists()
@@ -83,6 +105,10 @@ def rows(name: str) -> pd.DataFrame:
     frames = []
     for path in paths:
         h = read_run(path).history
+        chose_local = OmegaConf.load(path / ".hydra" / "config.yaml").loop.local_neighbours
+        if std == "local" and chose_local is None:
+            continue
+        local = "_local" if std == "local" else ""
         frame = pd.DataFrame(
             {
                 "n_labeled": h["n_labeled"],
@@ -93,23 +119,15 @@ def rows(name: str) -> pd.DataFrame:
                 "seconds": h["seconds_train"] + h["seconds_test"],
             }
         )
+        ceiling_column = f"test_spearman_ceiling{local}"
+        frame["ceiling"] = h[ceiling_column] if ceiling_column in h else np.nan
+        # a run's intervals use the std it chose
+        intervals = (chose_local is not None) == (std == "local")
         for column in ("test_coverage", "test_interval_width", "test_interval_width_const"):
-            frame[column] = h[column] if column in h else np.nan
+            frame[column] = h[column] if intervals and column in h else np.nan
         frame["path"] = str(path)
         frames.append(frame)
     return pd.concat(frames) if frames else pd.DataFrame()
-
-
-def ceiling(std: torch.Tensor, draws: int = 20) -> float:
-    generator = torch.Generator().manual_seed(0)
-    std = std.double()
-    values = [
-        spearman_corrcoef(
-            std, (torch.randn(len(std), generator=generator, dtype=std.dtype) * std).abs()
-        ).item()
-        for _ in range(draws)
-    ]
-    return float(np.mean(values))
 
 
 def final_ceilings(paths: list[str], local: bool) -> float:
@@ -129,14 +147,14 @@ def final_ceilings(paths: list[str], local: bool) -> float:
             var = NeighbourCalibration.from_state(calibration["local"]).variance(test)
         else:
             var = test.var
-        found.append(ceiling(var.sqrt()))
+        found.append(spearman_ceiling(var))
     return float(np.mean(found)) if found else float("nan")
 
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     table = []
-    for name, (what, _, local) in SOURCES.items():
+    for name, (what, _, std) in SOURCES.items():
         frame = rows(name)
         if frame.empty:
             continue
@@ -145,13 +163,10 @@ def main() -> None:
             if at.empty:
                 continue
             record = {"uncertainty": name, "what": what, "n_labeled": n, "seeds": len(at)}
-            for column in COLUMNS:
+            for column in (*COLUMNS, "ceiling"):
                 record[column] = at[column].mean()
-            record["ceiling"] = (
-                final_ceilings(at["path"].tolist(), bool(local))
-                if n == 2200 and name.startswith("gp")
-                else np.nan
-            )
+            if np.isnan(record["ceiling"]) and n == 2200:  # runs before the column: the model's
+                record["ceiling"] = final_ceilings(at["path"].tolist(), std == "local")
             table.append(record)
     summary = pd.DataFrame(table)
     summary.to_csv(OUT / "summary.csv", index=False)

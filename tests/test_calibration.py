@@ -12,6 +12,7 @@ from regal_torch.calibration import (
     gaussian_nll,
     miscalibration_area,
     scale_variance,
+    spearman_ceiling,
 )
 from regal_torch.models.prediction import Prediction
 
@@ -37,6 +38,22 @@ def test_spearman_of_perfect_and_reversed_rankings():
     mean, y = torch.zeros(5), torch.tensor([0.1, -0.2, 0.3, -0.4, 0.5])
     assert error_std_spearman(mean, y**2, y) == pytest.approx(1.0)
     assert error_std_spearman(mean, 1 / y**2, y) == pytest.approx(-1.0)
+
+
+def test_the_spearman_ceiling_grows_with_the_spread_of_the_std_and_is_reproducible():
+    g = torch.Generator().manual_seed(1)
+    wide = torch.exp(2 * torch.randn(5000, generator=g))  # std spread over orders of magnitude
+    narrow = 1 + 0.01 * torch.rand(5000, generator=g)
+    state = torch.random.get_rng_state()
+    assert spearman_ceiling(wide) > 0.6
+    assert abs(spearman_ceiling(narrow)) < 0.05
+    assert spearman_ceiling(wide) == spearman_ceiling(wide)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is untouched
+    # errors drawn from the std itself reach the ceiling, within the draws' spread
+    errors = torch.randn(5000, generator=g) * wide.sqrt()
+    assert error_std_spearman(torch.zeros(5000), wide, errors) == pytest.approx(
+        spearman_ceiling(wide), abs=0.03
+    )
 
 
 def test_fitted_scale_minimises_the_nll():

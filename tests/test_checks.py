@@ -52,6 +52,8 @@ def _run(args, cwd=None):
         (["model=dkl", "model.inducing_points=0"], "inducing_points=0 must be an integer >= 1"),
         (["model=dkl", "model.gp_lr=-1"], "model.gp_lr=-1 must be a number > 0"),
         (["model=gp", "model.fit_iters=0"], "model.fit_iters=0 must be an integer >= 1"),
+        (["model=mean_variance", "model.beta=2"], "model.beta=2 must be a number from 0 to 1"),
+        (["model=laplace", "model.evidence_steps=0"], "evidence_steps=0 must be an integer >= 1"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be an integer >= 1 (0 would"),
         (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 must be an integer >= 1"),
     ],

@@ -14,7 +14,9 @@ from regal_torch.models.ensemble import EnsembleRegressor
 from regal_torch.models.exact_gp import ExactPosterior
 from regal_torch.models.gp import FingerprintGP
 from regal_torch.models.gp_posterior import GPPosterior
+from regal_torch.models.laplace import LaplaceRegressor
 from regal_torch.models.mc_dropout import MCDropoutRegressor
+from regal_torch.models.mean_variance import MeanVarianceRegressor
 from regal_torch.models.sparse_gp import SparsePosterior
 from regal_torch.models.target_scaling import TargetScaler
 
@@ -49,12 +51,16 @@ def test_a_handed_in_scaling_is_kept_and_without_one_the_datamodules_is_read(qm9
     assert "target_scaling" not in read.hparams
 
 
-@pytest.mark.parametrize("make", ["mc_dropout", "ensemble", "dkl", "gp"])
+@pytest.mark.parametrize(
+    "make", ["mc_dropout", "ensemble", "mean_variance", "laplace", "dkl", "gp"]
+)
 def test_state_dicts_saved_before_the_scaler_module_still_load(qm9_small, make):
     dims = qm9_small.num_node_features, qm9_small.num_edge_features
     build = {
         "mc_dropout": lambda: MCDropoutRegressor(*dims, hidden_dim=8),
         "ensemble": lambda: EnsembleRegressor(*dims, members=2, hidden_dim=8),
+        "mean_variance": lambda: MeanVarianceRegressor(*dims, hidden_dim=8),
+        "laplace": lambda: LaplaceRegressor(*dims, hidden_dim=8),
         "dkl": lambda: DeepKernelGP(*dims, hidden_dim=8),
         "gp": lambda: FingerprintGP(),
     }[make]

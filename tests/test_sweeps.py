@@ -86,7 +86,8 @@ DDP2 = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["model=gp"], "FingerprintGP runs in one process .a Gaussian process.*trainer.devices=1"),
+        (["model=gp"], "FingerprintGP runs in one process .its posterior.*trainer.devices=1"),
+        (["model=laplace"], "LaplaceRegressor runs in one process .its posterior.*devices=1"),
         (["trainer.strategy=ddp_spawn"], "do not send their predictions back.*strategy=ddp"),
     ],
 )
@@ -95,7 +96,7 @@ def test_multi_process_runs_the_loop_cannot_keep_in_step_are_refused(
 ):
     """Refused when the loop is built, before the folder is touched (a 2-process DDP run of a
     network is tests/test_ddp_loop.py's)."""
-    overrides = [o for o in tiny if not o.startswith("model.") or "model=gp" not in extra]
+    overrides = [o for o in tiny if not o.startswith("model.") or not extra[0].startswith("model=")]
     cfg = compose_config([*overrides, *DDP2, *extra])
     with pytest.raises(RegalError, match=message):
         ActiveLoop(cfg, tmp_path / "run")

@@ -18,7 +18,9 @@ from regal_torch.loop.seeds import INITIAL, round_seed
 from regal_torch.models.dkl import DeepKernelGP
 from regal_torch.models.ensemble import EnsembleRegressor
 from regal_torch.models.gp import FingerprintGP
+from regal_torch.models.laplace import LaplaceRegressor
 from regal_torch.models.mc_dropout import MCDropoutRegressor
+from regal_torch.models.mean_variance import MeanVarianceRegressor
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
 from regal_torch.models.target_scaling import TargetScaler
@@ -87,16 +89,20 @@ def _fitted(table, factory, epochs=60):
     return dm, model
 
 
-@pytest.mark.parametrize("name", ["mc_dropout", "ensemble", "dkl", "gp"])
+@pytest.mark.parametrize(
+    "name", ["mc_dropout", "ensemble", "mean_variance", "laplace", "dkl", "gp"]
+)
 def test_every_model_fits_a_table_better_than_the_mean(diabetes, name):
     factory = {
         "mc_dropout": lambda **kw: MCDropoutRegressor(hidden_dim=32, mc_samples=5, **kw),
         "ensemble": lambda **kw: EnsembleRegressor(members=3, hidden_dim=32, **kw),
+        "mean_variance": lambda **kw: MeanVarianceRegressor(hidden_dim=32, **kw),
+        "laplace": lambda **kw: LaplaceRegressor(hidden_dim=32, **kw),
         "dkl": lambda **kw: DeepKernelGP(hidden_dim=32, feature_dim=4, lr=1e-2, **kw),
         "gp": lambda **kw: FingerprintGP(fit_iters=50, **kw),
     }[name]
     dm, model = _fitted(diabetes, factory)
-    networks = name in ("mc_dropout", "ensemble")
+    networks = name not in ("dkl", "gp")
     fields = {"mean", "var", "embedding"} | ({"gradients"} if networks else set())
     request = PredictionRequest(frozenset(fields), sketch_dim=16)
     pred = predict(quiet_trainer(1), model, dm.loader(dm.test), request)

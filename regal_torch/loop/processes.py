@@ -32,8 +32,9 @@ def check_processes(trainer: pl.Trainer, model: type, computes_labels: bool) -> 
     ``trainer`` is one made from the run's ``trainer`` config, ``model`` the model's class.
 
     Raises:
-        RegalError: a model that declares it runs in one process (the Gaussian processes:
-            their fit conditions on the whole labeled set in one step), processes that do
+        RegalError: a model that declares it runs in one process (the Gaussian processes
+            and the last-layer Laplace: their posterior is fitted on the whole labeled set
+            in one step), processes that do
             not send their predictions back (``ddp_spawn``), a ``--multirun`` whose
             processes Lightning would start by re-running the command (it would re-run the
             whole sweep), or a closed loop (an oracle that computes labels between rounds
@@ -45,9 +46,9 @@ def check_processes(trainer: pl.Trainer, model: type, computes_labels: bool) -> 
     declared = capabilities_of(model)
     if declared is not None and not declared.multi_process:
         raise RegalError(
-            f"model {model.__name__} runs in one process (a Gaussian process is fitted on the "
+            f"model {model.__name__} runs in one process (its posterior is fitted on the "
             f"whole labeled set at once); a Trainer of {trainer.world_size} processes is for "
-            "the networks (mc_dropout, ensemble): use trainer.devices=1"
+            "the networks mc_dropout, ensemble and mean_variance: use trainer.devices=1"
         )
     if type(strategy.launcher).__name__ == "_MultiProcessingLauncher":
         raise RegalError(

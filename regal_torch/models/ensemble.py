@@ -63,27 +63,27 @@ class EnsembleRegressor(GNNRegressor):
         """The members' embeddings side by side, ``[B, M * hidden_dim]``."""
         return _side_by_side(self._embed_batch(batch))
 
-    def _standardized(self, embedding: Tensor) -> Tensor:
+    def _members_standardized(self, embedding: Tensor) -> Tensor:
         """Every member's standardised output from their embeddings ``[M, B, hidden_dim]``."""
         return self._head(embedding)
 
     def members_forward(self, batch: Batch) -> Tensor:
         """Every member's prediction in original units, ``[M, B]``."""
-        return self.to_target(self._standardized(self._embed_batch(batch)), batch)
+        return self.to_target(self._members_standardized(self._embed_batch(batch)), batch)
 
     def forward(self, batch: Batch) -> Tensor:
         """Ensemble mean in original units, ``[B]``."""
         return self.members_forward(batch).mean(0)
 
     def _standardized_mean(self, batch: Batch) -> Tensor:
-        return self._standardized(self._embed_batch(batch)).mean(0)
+        return self._members_standardized(self._embed_batch(batch)).mean(0)
 
     @torch.no_grad()
     def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
         """Members' predictions for one batch as samples, in original target units (one pass
         either way), with gradient features if :attr:`prediction_request` asks for them."""
         embedding = self._embed_batch(batch)
-        samples = self.to_target(self._standardized(embedding), batch)
+        samples = self.to_target(self._members_standardized(embedding), batch)
         gradients = None
         if self.prediction_request.wants("gradients"):
             gradients = self._gradients(self._standardized_mean, batch)

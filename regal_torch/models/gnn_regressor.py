@@ -37,8 +37,9 @@ class GNNRegressor(NetworkRegressor):
     the encoder is an MLP on the standardised rows and ``pool`` is None
     (:func:`regal_torch.models.readout.encoder_readout`).
 
-    A subclass defines ``predict_step``; :attr:`prediction_request` says what the caller
-    will use (:func:`regal_torch.models.predict_rows.predict` sets it).
+    ``embedding``, ``forward`` and :meth:`_standardized` are those of one network (the
+    ensemble overrides them). A subclass defines ``predict_step``; :attr:`prediction_request`
+    says what the caller will use (:func:`regal_torch.models.predict_rows.predict` sets it).
 
     Args:
         network: :class:`regal_torch.models.regressor.NetworkRegressor`'s arguments,
@@ -82,6 +83,18 @@ class GNNRegressor(NetworkRegressor):
             batch.num_graphs,
             self.molecule_features(batch),
         )
+
+    def embedding(self, batch: Batch) -> Tensor:
+        """Input of the last linear layer, ``[B, hidden_dim]`` (dropout only in training)."""
+        return self._embed_batch(batch)
+
+    def _standardized(self, batch: Batch) -> Tensor:
+        """Standardised output, ``[B]`` (``[M, B]`` with members)."""
+        return self._head(self.embedding(batch))
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Prediction in original target units, ``[B]`` (dropout only in training mode)."""
+        return self.to_target(self._standardized(batch), batch)
 
     def _head(self, embedding: Tensor, mc: bool = False) -> Tensor:
         """Standardised output; dropout in training, and also in eval when ``mc``."""

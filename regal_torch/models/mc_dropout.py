@@ -58,17 +58,6 @@ class MCDropoutRegressor(GNNRegressor):
             )
         super().__init__(*network, dropout=dropout, **options)
 
-    def embedding(self, batch: Batch) -> Tensor:
-        """Input of the last linear layer, ``[B, hidden_dim]`` (dropout only in training)."""
-        return self._embed_batch(batch)
-
-    def _standardized(self, batch: Batch) -> Tensor:
-        return self._head(self.embedding(batch))
-
-    def forward(self, batch: Batch) -> Tensor:
-        """Prediction in original target units, ``[B]`` (dropout only in training mode)."""
-        return self.to_target(self._standardized(batch), batch)
-
     @torch.no_grad()
     def predict_step(self, batch: Batch, batch_idx: int = 0) -> Prediction:
         """Prediction for one batch in original target units: MC-dropout samples, or one

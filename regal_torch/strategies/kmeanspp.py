@@ -18,7 +18,8 @@ class KMeansPPStrategy(KernelStrategy):
     With an empty labeled set the first pick is uniform. Draws use ``context.generator``
     through an inverse-CDF lookup on the prediction's device.
 
-    Arguments (``sketch_dim``, ``kernel``): those of :class:`KernelStrategy`.
+    Arguments (``sketch_dim``, ``kernel``, ``half_features``, ``weighted``): those of
+    :class:`KernelStrategy`.
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

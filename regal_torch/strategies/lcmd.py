@@ -19,7 +19,8 @@ class LCMDStrategy(KernelStrategy):
     With an empty labeled set the first pick is the molecule of largest ``k(x, x)``, as in
     bmdal-reg. The paper's best method on its benchmark (17% lower RMSE than random).
 
-    Arguments (``sketch_dim``, ``kernel``): those of :class:`KernelStrategy`.
+    Arguments (``sketch_dim``, ``kernel``, ``half_features``, ``weighted``): those of
+    :class:`KernelStrategy`.
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

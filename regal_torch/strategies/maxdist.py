@@ -18,7 +18,8 @@ class MaxDistStrategy(KernelStrategy):
     kernel on the features (last layer or gradients, optionally sketched); with an empty
     labeled set the first pick is the molecule of largest ``k(x, x)``, as in bmdal-reg.
 
-    Arguments (``sketch_dim``, ``kernel``): those of :class:`KernelStrategy`.
+    Arguments (``sketch_dim``, ``kernel``, ``half_features``, ``weighted``): those of
+    :class:`KernelStrategy`.
     """
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:
