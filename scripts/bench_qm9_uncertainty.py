@@ -12,7 +12,7 @@ splits of experiment=qm9_gap_full (10,000 test, 1,000 val):
   uncertainty and the validation-neighbour (local) variance on the same model
   (``loop.local_neighbours=0.05``: 50 of the 1,000 validation molecules), for MODEL in
   mc_dropout (10 passes), ensemble (5 members), mean_variance (beta-NLL head), laplace
-  (last-layer Laplace) and dkl (deep-kernel GP):
+  (last-layer Laplace), evidential (deep evidential regression) and dkl (deep-kernel GP):
 
     python -m regal_torch.run --multirun experiment=qm9_gap_features model=MODEL \\
         loop.rounds=0 loop.initial_size=200,1000,2200 loop.local_neighbours=0.05 \\
@@ -77,6 +77,7 @@ NETWORKS = {  # the networks on MiniMol + xTB (Delta): name -> (what, folder)
     "ensemble_mx": ("deep ensemble (5 members)", "ens_mx_delta"),
     "mean_variance_mx": ("mean-variance head (beta-NLL, beta 0.5)", "mean_variance_mx_delta"),
     "laplace_mx": ("last-layer Laplace (evidence-fitted precisions)", "laplace_mx_delta"),
+    "evidential_mx": ("deep evidential regression (lambda 0.01)", "evidential_mx_delta"),
     "dkl_mx": ("deep-kernel GP", "dkl_mx_delta"),
 }
 for _name, (_what, _folder) in NETWORKS.items():

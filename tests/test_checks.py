@@ -54,6 +54,10 @@ def _run(args, cwd=None):
         (["model=gp", "model.fit_iters=0"], "model.fit_iters=0 must be an integer >= 1"),
         (["model=mean_variance", "model.beta=2"], "model.beta=2 must be a number from 0 to 1"),
         (["model=laplace", "model.evidence_steps=0"], "evidence_steps=0 must be an integer >= 1"),
+        (
+            ["model=evidential", "model.regularizer=-1"],
+            "model.regularizer=-1 must be a number >= 0",
+        ),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be an integer >= 1 (0 would"),
         (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 must be an integer >= 1"),
     ],

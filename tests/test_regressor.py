@@ -11,6 +11,7 @@ from conftest import quiet_trainer
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.models.dkl import DeepKernelGP
 from regal_torch.models.ensemble import EnsembleRegressor
+from regal_torch.models.evidential import EvidentialRegressor
 from regal_torch.models.exact_gp import ExactPosterior
 from regal_torch.models.gp import FingerprintGP
 from regal_torch.models.gp_posterior import GPPosterior
@@ -52,7 +53,7 @@ def test_a_handed_in_scaling_is_kept_and_without_one_the_datamodules_is_read(qm9
 
 
 @pytest.mark.parametrize(
-    "make", ["mc_dropout", "ensemble", "mean_variance", "laplace", "dkl", "gp"]
+    "make", ["mc_dropout", "ensemble", "mean_variance", "laplace", "evidential", "dkl", "gp"]
 )
 def test_state_dicts_saved_before_the_scaler_module_still_load(qm9_small, make):
     dims = qm9_small.num_node_features, qm9_small.num_edge_features
@@ -61,6 +62,7 @@ def test_state_dicts_saved_before_the_scaler_module_still_load(qm9_small, make):
         "ensemble": lambda: EnsembleRegressor(*dims, members=2, hidden_dim=8),
         "mean_variance": lambda: MeanVarianceRegressor(*dims, hidden_dim=8),
         "laplace": lambda: LaplaceRegressor(*dims, hidden_dim=8),
+        "evidential": lambda: EvidentialRegressor(*dims, hidden_dim=8),
         "dkl": lambda: DeepKernelGP(*dims, hidden_dim=8),
         "gp": lambda: FingerprintGP(),
     }[make]

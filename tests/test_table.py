@@ -17,6 +17,7 @@ from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.loop.seeds import INITIAL, round_seed
 from regal_torch.models.dkl import DeepKernelGP
 from regal_torch.models.ensemble import EnsembleRegressor
+from regal_torch.models.evidential import EvidentialRegressor
 from regal_torch.models.gp import FingerprintGP
 from regal_torch.models.laplace import LaplaceRegressor
 from regal_torch.models.mc_dropout import MCDropoutRegressor
@@ -90,7 +91,7 @@ def _fitted(table, factory, epochs=60):
 
 
 @pytest.mark.parametrize(
-    "name", ["mc_dropout", "ensemble", "mean_variance", "laplace", "dkl", "gp"]
+    "name", ["mc_dropout", "ensemble", "mean_variance", "laplace", "evidential", "dkl", "gp"]
 )
 def test_every_model_fits_a_table_better_than_the_mean(diabetes, name):
     factory = {
@@ -98,6 +99,7 @@ def test_every_model_fits_a_table_better_than_the_mean(diabetes, name):
         "ensemble": lambda **kw: EnsembleRegressor(members=3, hidden_dim=32, **kw),
         "mean_variance": lambda **kw: MeanVarianceRegressor(hidden_dim=32, **kw),
         "laplace": lambda **kw: LaplaceRegressor(hidden_dim=32, **kw),
+        "evidential": lambda **kw: EvidentialRegressor(hidden_dim=32, **kw),
         "dkl": lambda **kw: DeepKernelGP(hidden_dim=32, feature_dim=4, lr=1e-2, **kw),
         "gp": lambda **kw: FingerprintGP(fit_iters=50, **kw),
     }[name]

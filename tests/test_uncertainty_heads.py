@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.table import TableDataset
+from regal_torch.models.evidential import EvidentialRegressor
 from regal_torch.models.laplace import LaplaceRegressor
 from regal_torch.models.mean_variance import MeanVarianceRegressor
 from regal_torch.models.predict_rows import predict
@@ -53,6 +54,32 @@ def test_the_mean_variance_head_finds_where_the_noise_is(noisy_table):
     with torch.no_grad():
         forward = torch.cat([model.eval()(batch) for batch in dm.loader(dm.test)])
     assert torch.equal(pred.mean, forward)
+
+
+def test_the_evidential_loss_is_the_student_t_likelihood_and_the_variance_its_own():
+    torch.manual_seed(0)
+    model = EvidentialRegressor(2, None, hidden_dim=4, regularizer=0.0)
+    embedding, target = torch.randn(6, 4), torch.randn(6)
+    nu, alpha, beta = model.evidence(embedding)
+    assert (nu > 0).all() and (alpha > 1).all() and (beta > 0).all()
+    # the NIG marginal is a Student t: 2 alpha dof, scale^2 beta (1 + nu) / (nu alpha)
+    t = torch.distributions.StudentT(
+        2 * alpha, model._head(embedding), (beta * (1 + nu) / (nu * alpha)).sqrt()
+    )
+    model.embedding = lambda batch: embedding  # the loss of these embeddings
+    assert model.loss(None, target).item() == pytest.approx(
+        -t.log_prob(target).mean().item(), rel=1e-5
+    )
+    assert torch.allclose(model.standardised_variance(embedding), t.variance)
+
+
+def test_the_evidential_model_fits_and_its_variance_ranks_the_noise(noisy_table):
+    table, noise = noisy_table
+    dm, model = _fit(table, lambda **kw: EvidentialRegressor(hidden_dim=32, lr=3e-3, **kw), 80)
+    pred = predict(quiet_trainer(1), model, dm.loader(dm.test), UNCERTAINTY)
+    truth = dm.truth[dm.test]
+    assert (pred.mean - truth).abs().mean() < 0.5 * (truth - truth.mean()).abs().mean()
+    assert spearmanr(pred.var.sqrt().numpy(), noise[dm.test.numpy()]).statistic > 0.5
 
 
 def test_the_laplace_posterior_is_the_linear_models_with_evidence_precisions():

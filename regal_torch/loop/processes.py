@@ -48,7 +48,7 @@ def check_processes(trainer: pl.Trainer, model: type, computes_labels: bool) -> 
         raise RegalError(
             f"model {model.__name__} runs in one process (its posterior is fitted on the "
             f"whole labeled set at once); a Trainer of {trainer.world_size} processes is for "
-            "the networks mc_dropout, ensemble and mean_variance: use trainer.devices=1"
+            "the other networks: use trainer.devices=1"
         )
     if type(strategy.launcher).__name__ == "_MultiProcessingLauncher":
         raise RegalError(
