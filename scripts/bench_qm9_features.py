@@ -9,6 +9,15 @@ one process per core, ``OMP_NUM_THREADS=1``; re-running a command resumes its ru
     python -m regal_torch.run --multirun experiment=qm9_gap_features loop.local_neighbours=null \\
         'hydra.sweep.subdir=gp_mx/${hydra:runtime.choices.strategy}/seed${seed}' \\
         strategy=random,lcmd,covariance
+    # the strategies that see the validation-neighbour std (the default), BAIT, and LCMD and
+    # k-means++ on the kernel weighted by that std
+    python -m regal_torch.run --multirun experiment=qm9_gap_features \\
+        'hydra.sweep.subdir=gp_mx_local/${hydra:runtime.choices.strategy}/seed${seed}' \\
+        strategy=random,uncertainty,covariance,bait
+    python -m regal_torch.run --multirun experiment=qm9_gap_features strategy=lcmd \\
+        strategy.weighted=true 'hydra.sweep.subdir=gp_mx_local/lcmd_weighted/seed${seed}'
+    python -m regal_torch.run --multirun experiment=qm9_gap_features strategy=kmeanspp \\
+        strategy.weighted=true 'hydra.sweep.subdir=gp_mx_local/kmeanspp_weighted/seed${seed}'
     # the GINE networks on the same features: one fit at 200, 1,000 and 2,200 random labels
     python -m regal_torch.run --multirun experiment=qm9_gap_features model=mc_dropout \\
         model.mc_samples=10 loop.rounds=0 loop.initial_size=200,1000,2200 \\
@@ -146,27 +155,59 @@ def main() -> None:
             )
     summary = pd.DataFrame(records)
     summary.to_csv(OUT / "summary.csv", index=False)
-    strategies = find_runs([SWEEP / "gp_mx"]) if (SWEEP / "gp_mx").exists() else []
-    finished = [p for p in strategies if len(read_run(p).history) == 11]
-    if finished:
-        report(finished, OUT / "strategies")
-    curves = []
-    for path in finished:
-        run = read_run(path)
-        curves.append(run.history.assign(strategy=run.strategy, seed=seed_of(path)))
-    strategy_rows = []
-    if curves:
-        every = pd.concat(curves)
-        for strategy, frame in every.groupby("strategy"):
-            mean = frame.groupby("n_labeled")[["test_mae", "test_rmse"]].mean()
-            seeds = frame["seed"].nunique()
-            strategy_rows.append(
-                f"| {strategy} | {seeds} | {mean['test_mae'].iloc[-1]:.4f} | "
-                f"{mean['test_rmse'].iloc[-1]:.4f} | "
-                f"{_n(labels_to(mean.index, mean['test_mae'], final_mae))} | "
-                f"{_n(labels_to(mean.index, mean['test_rmse'], final_rmse))} |"
-            )
+    strategy_rows = strategy_table(final_mae, final_rmse)
     write_section("qm9-features", _section(summary, final_mae, final_rmse, strategy_rows))
+
+
+def strategy_label(path: Path) -> str | None:
+    """How the strategy table names a run of ``gp_mx`` or ``gp_mx_local``: the strategy, with
+    ``weighted`` and the std it sees where it uses one; None for the local folder's random
+    runs (random picks do not see the std: the same runs as ``gp_mx``'s)."""
+    cfg = OmegaConf.load(path / ".hydra" / "config.yaml")
+    strategy = read_run(path).strategy
+    weighted = bool(cfg.strategy.get("weighted", False))
+    local = cfg.loop.local_neighbours is not None
+    if strategy == "random":
+        return None if local else "random"
+    label = f"{strategy} weighted" if weighted else strategy
+    if weighted or strategy in ("uncertainty", "covariance"):
+        label += ", local std" if local else ", GP variance"
+    return label
+
+
+def strategy_table(final_mae: float, final_rmse: float) -> list[str]:
+    """Rows of the strategies' table (finished runs of ``gp_mx`` and ``gp_mx_local``): final
+    MAE and RMSE, labels to the GINE's and to random's final MAE and RMSE, and the worst
+    round's MAE against random's at the same labels."""
+    folders = [SWEEP / f for f in ("gp_mx", "gp_mx_local") if (SWEEP / f).exists()]
+    finished = [p for p in find_runs(folders) if len(read_run(p).history) == 11] if folders else []
+    labelled = [(strategy_label(p), p) for p in finished]
+    labelled = [(label, p) for label, p in labelled if label is not None]
+    if not labelled:
+        return []
+    report([p for _, p in labelled], OUT / "strategies")
+    curves = pd.concat(
+        read_run(p).history.assign(strategy=label, seed=seed_of(p)) for label, p in labelled
+    )
+    means = {
+        label: frame.groupby("n_labeled")[["test_mae", "test_rmse"]].mean()
+        for label, frame in curves.groupby("strategy")
+    }
+    random = means["random"]
+    rows = []
+    for label, mean in sorted(means.items(), key=lambda item: item[1]["test_rmse"].iloc[-1]):
+        seeds = curves.loc[curves["strategy"] == label, "seed"].nunique()
+        worst = (mean["test_mae"] / random["test_mae"] - 1).max()
+        rows.append(
+            f"| {label} | {seeds} | {mean['test_mae'].iloc[-1]:.4f} | "
+            f"{mean['test_rmse'].iloc[-1]:.4f} | "
+            f"{_n(labels_to(mean.index, mean['test_mae'], final_mae))} / "
+            f"{_n(labels_to(mean.index, mean['test_rmse'], final_rmse))} | "
+            f"{_n(labels_to(mean.index, mean['test_mae'], random['test_mae'].iloc[-1]))} / "
+            f"{_n(labels_to(mean.index, mean['test_rmse'], random['test_rmse'].iloc[-1]))} | "
+            f"{100 * worst:+.1f}% |"
+        )
+    return rows
 
 
 def _n(value: float) -> str:
@@ -203,13 +244,16 @@ def _section(
         lines += [
             "",
             "The strategies on the GP (200 random labels, then 10 rounds of 200, 20,000 fresh"
-            " random candidates a round; the report with the savings against random on the"
-            " same model: [strategies/summary.md]"
-            "(benchmarks/qm9_gap_features/strategies/summary.md)):",
+            " random candidates a round), seeing the GP's posterior variance (`gp_mx`) or the"
+            " validation-neighbour std (`gp_mx_local`, `loop.local_neighbours=0.05`); `weighted`:"
+            " the kernel weighted by that std. Labels to a level are interpolated log-log between"
+            " rounds; worst round: the largest MAE excess over random's at the same labels. The"
+            " report with the learning curves: [strategies/summary.md]"
+            "(benchmarks/qm9_gap_features/strategies/summary.md).",
             "",
-            "| strategy | seeds | final MAE | final RMSE | labels to GINE's final MAE |"
-            " labels to GINE's final RMSE |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| strategy | seeds | final MAE | final RMSE | labels to GINE's final MAE / RMSE |"
+            " labels to random's final MAE / RMSE | worst round vs random (MAE) |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
             *strategy_rows,
         ]
     lines += ["", "Reproduce: the commands in `scripts/bench_qm9_features.py`, then the script."]

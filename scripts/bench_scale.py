@@ -219,10 +219,19 @@ ROUND_OPTIONS = (
     "progress=false",
 )
 PREDICT_OPTIONS = (  # a run whose round 0 predicts the whole pool's mean and std
-    *(o for o in ROUND_OPTIONS if not o.startswith(("strategy=", "loop.local_neighbours="))),
+    *(
+        o
+        for o in ROUND_OPTIONS
+        if not o.startswith(("strategy=", "loop.local_neighbours=", "model="))
+    ),
     "strategy=uncertainty",
     "trainer.max_epochs=20",  # the model's accuracy is not what is measured
 )
+PREDICT_MODELS = {  # --model -> what its pool prediction computes
+    "mc_dropout": "the mean and variance of 20 dropout passes, and the embedding",
+    "laplace": "one deterministic pass: mean, Laplace variance and embedding",
+}
+PREDICT_ROWS = Path(__file__).resolve().parent.parent / "benchmarks" / "scale_predict.json"
 
 
 # Runs the command given as arguments and prints the peak RSS (GB) of its largest process
@@ -277,17 +286,18 @@ def measure_round(n: int, ddp: bool = False) -> dict:
     return row
 
 
-def measure_predict(n: int) -> dict:
+def measure_predict(n: int, model: str) -> dict:
     """The loop's pool prediction against ``python -m regal_torch.predict`` on the same file:
     a run of rounds 0 and 1 (strategy uncertainty, so round 0 predicts the mean and std of the
     whole pool as the predictions do; std: the default local variance, one deterministic pass
     with the embedding; round 1 saves the model), then the command with that model on
-    ``moses_logp_N.csv.gz``, the cache built first: its wall time and peak RSS."""
+    ``moses_logp_N.csv.gz``, the cache built first: its wall time and peak RSS. ``model``: a
+    key of :data:`PREDICT_MODELS`."""
     path, cache = labelled_path(n), WORK / "cache_round"
     _child(path, cache, 0)
-    run_dir = WORK / f"predict_{n}"
+    run_dir = WORK / f"predict_{model}_{n}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    options = [*PREDICT_OPTIONS, f"data.path={path}", f"data.cache_dir={cache}"]
+    options = [*PREDICT_OPTIONS, f"model={model}", f"data.path={path}", f"data.cache_dir={cache}"]
     command = [sys.executable, "-m", "regal_torch.run", *options, f"hydra.run.dir={run_dir}"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     import pandas as pd
@@ -300,6 +310,7 @@ def measure_predict(n: int) -> dict:
     ]  # fmt: skip
     load, wall, rss = _measured(command, f"regal_torch.predict at {n:,} molecules")
     row = {
+        "model": model,
         "n": n,
         "pool": n - 4000,
         "loop_predict_s": float(first["seconds_predict"]),
@@ -317,24 +328,26 @@ def predict_section(rows: list[dict]) -> str:
         loop_rate = r["pool"] / r["loop_predict_s"]
         cli_rate = r["n"] / r["predict_wall_s"]
         lines.append(
-            f"| {r['n']:,} | {r['loop_predict_s']:.0f} s ({loop_rate:,.0f}/s) "
+            f"| `{r.get('model', 'mc_dropout')}` | {r['n']:,} "
+            f"| {r['loop_predict_s']:.0f} s ({loop_rate:,.0f}/s) "
             f"| {r['predict_wall_s']:.0f} s ({cli_rate:,.0f}/s) | {loop_rate / cli_rate:.2f}x "
             f"| {r['rss_gb']:.2f} GB | {r['load']:.1f} |"
         )
     table = "\n".join(lines)
+    models = "; ".join(f"`{k}`: {v}" for k, v in PREDICT_MODELS.items())
     return f"""
 ## New molecules: `regal_torch.predict` against the loop's pool prediction
 
-A run on the first N MOSES molecules (the files of the cache section), the MC-dropout GNN
-without molecule features and the default local variance as its std
+A run on the first N MOSES molecules (the files of the cache section), a GNN without
+molecule features (`model=MODEL`) and the default local variance as its std
 (`OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "unset")}`):
 
 ```
-python -m regal_torch.run {" ".join(PREDICT_OPTIONS)} data.path=moses_logp_N.csv.gz
+python -m regal_torch.run {" ".join(PREDICT_OPTIONS)} model=MODEL data.path=moses_logp_N.csv.gz
 ```
 
-Loop: round 0's seconds predicting the pool (N - 4,000 molecules: the mean and variance of
-the dropout passes, and the embedding the local std needs; from `history.csv`).
+Loop: round 0's seconds predicting the pool (N - 4,000 molecules; {models}; from
+`history.csv`).
 `regal_torch.predict`: the wall time of `python -m regal_torch.predict RUN
 data.path=moses_logp_N.csv.gz out=FILE` on all N molecules (start-up, model load, the
 cache found, prediction, the local std, intervals, the CSV written) and its peak RSS. Goal:
@@ -342,8 +355,9 @@ the command within 2x the loop's time per molecule, in at most 4 GB.
 
 Machine: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}.
 
-| molecules | loop: predict pool | `regal_torch.predict` | slower by | peak RSS | load avg |
-| --- | --- | --- | --- | --- | --- |
+| model | molecules | loop: predict pool | `regal_torch.predict` | slower by | peak RSS \
+| load avg |
+| --- | --- | --- | --- | --- | --- | --- |
 {table}
 """
 
@@ -397,6 +411,7 @@ def main() -> None:
     data.add_argument("--wheel", type=Path, default=None, help="the molsets 0.3.1 wheel")
     cache = sub.add_parser("cache", help="cache build and load at every size")
     predict = sub.add_parser("predict", help="regal_torch.predict against the loop")
+    predict.add_argument("--model", choices=list(PREDICT_MODELS), default="mc_dropout")
     round_ = sub.add_parser("round", help="one active-learning round at every size")
     round_.add_argument(
         "--ddp",
@@ -416,10 +431,17 @@ def main() -> None:
             write_section("scale-round", round_section(rows), reproduce=reproduce)
         return
     if args.command == "predict":
-        reproduce = "python scripts/bench_scale.py data && python scripts/bench_scale.py predict"
-        rows = []
+        reproduce = (
+            "python scripts/bench_scale.py data && "
+            "python scripts/bench_scale.py predict --model MODEL --sizes N"
+        )
+        # every (model, size) measured so far, so that one measured now replaces only its own
+        rows = json.loads(PREDICT_ROWS.read_text()) if PREDICT_ROWS.is_file() else []
         for n in args.sizes:
-            rows.append(measure_predict(n))
+            row = measure_predict(n, args.model)
+            rows = [r for r in rows if (r.get("model", "mc_dropout"), r["n"]) != (args.model, n)]
+            rows = sorted([*rows, row], key=lambda r: (r.get("model", "mc_dropout"), r["n"]))
+            PREDICT_ROWS.write_text(json.dumps(rows, indent=1) + "\n")
             write_section("scale-predict", predict_section(rows), reproduce=reproduce)
         return
     if args.command == "data":
