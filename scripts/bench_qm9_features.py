@@ -9,15 +9,14 @@ one process per core, ``OMP_NUM_THREADS=1``; re-running a command resumes its ru
     python -m regal_torch.run --multirun experiment=qm9_gap_features loop.local_neighbours=null \\
         'hydra.sweep.subdir=gp_mx/${hydra:runtime.choices.strategy}/seed${seed}' \\
         strategy=random,lcmd,covariance
-    # the strategies that see the validation-neighbour std (the default), BAIT, and LCMD and
-    # k-means++ on the kernel weighted by that std
+    # the strategies that see the validation-neighbour std (the default), BAIT, and LCMD on
+    # the kernel weighted by that std (strategy.weighted, measured at commit 2c63fd1 and then
+    # removed: it did not help, BENCHMARKS.md "Uncertainty and intervals", finding 5)
     python -m regal_torch.run --multirun experiment=qm9_gap_features \\
         'hydra.sweep.subdir=gp_mx_local/${hydra:runtime.choices.strategy}/seed${seed}' \\
         strategy=random,uncertainty,covariance,bait
     python -m regal_torch.run --multirun experiment=qm9_gap_features strategy=lcmd \\
         strategy.weighted=true 'hydra.sweep.subdir=gp_mx_local/lcmd_weighted/seed${seed}'
-    python -m regal_torch.run --multirun experiment=qm9_gap_features strategy=kmeanspp \\
-        strategy.weighted=true 'hydra.sweep.subdir=gp_mx_local/kmeanspp_weighted/seed${seed}'
     # the GINE networks on the same features: one fit at 200, 1,000 and 2,200 random labels
     python -m regal_torch.run --multirun experiment=qm9_gap_features model=mc_dropout \\
         model.mc_samples=10 loop.rounds=0 loop.initial_size=200,1000,2200 \\

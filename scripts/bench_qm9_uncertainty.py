@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -65,8 +64,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SWEEP = ROOT / "multirun" / "qm9_gap_features"
 OUT = ROOT / "benchmarks" / "qm9_gap_uncertainty"
 POINTS = (200, 1000, 2200)
-COLUMNS = ("spearman", "nll", "nll_const", "miscal", "test_coverage", "test_interval_width",
-           "test_interval_width_const", "seconds")  # fmt: skip
+COLUMNS = ("mae", "rmse", "spearman", "nll", "nll_const", "miscal", "test_coverage",
+           "test_interval_width", "test_interval_width_const", "seconds")  # fmt: skip
 # name -> (what, runs folder, which std: "own" or "local")
 SOURCES = {
     "mc_dropout": ("GINE MC-dropout (10 passes)", ROOT / "benchmarks/qm9_gap_full/runs", "own"),
@@ -113,6 +112,8 @@ def rows(name: str) -> pd.DataFrame:
         frame = pd.DataFrame(
             {
                 "n_labeled": h["n_labeled"],
+                "mae": h["test_mae"],
+                "rmse": h["test_rmse"],
                 "spearman": h[f"test_spearman{local}"],
                 "nll": h["test_nll_local" if local else "test_nll_recal"],
                 "nll_const": h["test_nll_const"],
@@ -178,12 +179,13 @@ def main() -> None:
         " one factor fitted on val (the local variance: its own), next to a constant std's;"
         " intervals: split-conformal at 90% on val, mean width against the constant-width"
         " interval's (empty where the runs predate the intervals); seconds: training plus test"
-        " and val prediction per round. Report:"
+        " and val prediction per round, with other studies on the same 2 cores (load 3-5), so"
+        " compare them only roughly. Report:"
         " [benchmarks/qm9_gap_uncertainty/](benchmarks/qm9_gap_uncertainty/summary.csv).",
         "",
-        "| uncertainty | labels | seeds | Spearman (ceiling) | NLL (const) | miscal. area |"
-        " 90% coverage | width (const) | s per round |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| uncertainty | labels | seeds | MAE / RMSE | Spearman (ceiling) | NLL (const) |"
+        " miscal. area | 90% coverage | width (const) | s per round |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for _, r in summary.iterrows():
         ceil = "" if np.isnan(r["ceiling"]) else f" ({r['ceiling']:.2f})"
@@ -194,7 +196,8 @@ def main() -> None:
             else f"{r['test_interval_width']:.3f} ({r['test_interval_width_const']:.3f})"
         )
         lines.append(
-            f"| {r['what']} | {r['n_labeled']:,} | {r['seeds']} | {r['spearman']:.3f}{ceil} | "
+            f"| {r['what']} | {r['n_labeled']:,} | {r['seeds']} | "
+            f"{r['mae']:.3f} / {r['rmse']:.3f} | {r['spearman']:.3f}{ceil} | "
             f"{r['nll']:.3f} ({r['nll_const']:.3f}) | {r['miscal']:.3f} | {cover} | {width} | "
             f"{r['seconds']:.0f} |"
         )

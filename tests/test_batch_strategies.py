@@ -258,28 +258,3 @@ def test_strategy_runs_in_the_loop(strategy, tiny, tmp_path):
     history = loop.run()
     assert [row["n_labeled"] for row in history] == [20, 30]
     assert loop.dm.labeled.unique().numel() == 30
-
-
-# --- the uncertainty-weighted kernel ----------------------------------------------------
-
-
-def test_the_weighted_kernel_scales_each_row_by_its_std_over_the_pools_mean_std():
-    embedding = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
-    var = torch.tensor([1.0, 4.0, 9.0, 1.0])  # stds 1, 2, 3, 1: mean 1.75
-    labeled = _pred([[0.5, 0.5]], var=[16.0])
-    strategy = LCMDStrategy(weighted=True)
-    assert strategy.request().wants("var")
-    pool, lab = strategy.features(_pred(embedding, var=var), _ctx(4, labeled))
-    assert torch.allclose(pool, embedding * (var.sqrt() / 1.75).unsqueeze(1))
-    assert torch.allclose(lab, torch.tensor([[0.5, 0.5]]) * 4 / 1.75)
-    # equal stds change nothing; of two molecules as far, the uncertain one wins
-    same = _pred([[3.0, 1.0], [1.0, 2.0], [1.0, 1.0]], var=[2.0, 2.0, 2.0])
-    for k in (1, 2):
-        plain = MaxDistStrategy().select(same, k, _ctx(3, _pred([[1.0, 1.0]])))
-        weighted = MaxDistStrategy(weighted=True).select(same, k, _ctx(3, _pred([[1.0, 1.0]])))
-        assert _rows(plain) == _rows(weighted) == [0, 1][:k]
-    tie = _pred([[1.0, 0.0], [0.0, 1.0]], var=[1.0, 4.0])
-    assert _rows(MaxDistStrategy().select(tie, 1, _ctx(2, _pred([[0.0, 0.0]])))) == [0]
-    assert _rows(MaxDistStrategy(weighted=True).select(tie, 1, _ctx(2, _pred([[0.0, 0.0]])))) == [1]
-    with pytest.raises(RegalError, match="strategy.weighted='yes' must be true or false"):
-        BaitStrategy(weighted="yes")

@@ -45,7 +45,6 @@ class BaitStrategy(KernelStrategy):
             ``grad``).
         kernel: ``ll`` (last-layer features) or ``grad`` (gradients of all layers).
         half_features: See :class:`regal_torch.strategies.kernel.FeatureStrategy`.
-        weighted: Weight the kernel by the std (:class:`KernelStrategy`).
     """
 
     def __init__(
@@ -54,11 +53,10 @@ class BaitStrategy(KernelStrategy):
         sketch_dim: int | None = None,
         kernel: str = "ll",
         half_features: bool = False,
-        weighted: bool = False,
     ) -> None:
         if not noise > 0:
             raise RegalError(f"strategy.noise={noise} must be > 0")
-        super().__init__(sketch_dim, kernel, half_features, weighted)
+        super().__init__(sketch_dim, kernel, half_features)
         self.noise = noise
 
     def _select_rows(self, prediction: Prediction, k: int, context: SelectionContext) -> Tensor:

@@ -95,19 +95,6 @@ def map_rows(
     return out
 
 
-def scale_rows(features: Tensor, weights: Tensor) -> Tensor:
-    """Every row of ``features`` times its weight, by blocks of rows, stored in the features'
-    dtype.
-
-    Shapes:
-        features: ``[N, D]``; weights: ``[N]`` -> ``[N, D]``.
-    """
-    out = torch.empty_like(features)
-    for rows, block in row_blocks(features):
-        out[rows] = block * weights[rows].to(block.dtype).unsqueeze(1)
-    return out
-
-
 def row_of(features: Tensor, index: int) -> Tensor:
     """Row ``index`` of ``features`` in :func:`compute_dtype`, ``[D]``."""
     return features[index].to(compute_dtype(features))

@@ -18,7 +18,7 @@ class KMeansPPStrategy(KernelStrategy):
     With an empty labeled set the first pick is uniform. Draws use ``context.generator``
     through an inverse-CDF lookup on the prediction's device.
 
-    Arguments (``sketch_dim``, ``kernel``, ``half_features``, ``weighted``): those of
+    Arguments (``sketch_dim``, ``kernel``, ``half_features``): those of
     :class:`KernelStrategy`.
     """
 

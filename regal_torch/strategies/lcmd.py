@@ -19,7 +19,7 @@ class LCMDStrategy(KernelStrategy):
     With an empty labeled set the first pick is the molecule of largest ``k(x, x)``, as in
     bmdal-reg. The paper's best method on its benchmark (17% lower RMSE than random).
 
-    Arguments (``sketch_dim``, ``kernel``, ``half_features``, ``weighted``): those of
+    Arguments (``sketch_dim``, ``kernel``, ``half_features``): those of
     :class:`KernelStrategy`.
     """
 

@@ -18,7 +18,7 @@ class MaxDistStrategy(KernelStrategy):
     kernel on the features (last layer or gradients, optionally sketched); with an empty
     labeled set the first pick is the molecule of largest ``k(x, x)``, as in bmdal-reg.
 
-    Arguments (``sketch_dim``, ``kernel``, ``half_features``, ``weighted``): those of
+    Arguments (``sketch_dim``, ``kernel``, ``half_features``): those of
     :class:`KernelStrategy`.
     """
 
