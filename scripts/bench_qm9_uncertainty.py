@@ -12,14 +12,17 @@ splits of experiment=qm9_gap_full (10,000 test, 1,000 val):
   uncertainty and the validation-neighbour (local) variance on the same model
   (``loop.local_neighbours=0.05``: 50 of the 1,000 validation molecules), for MODEL in
   mc_dropout (10 passes), ensemble (5 members), mean_variance (beta-NLL head), laplace
-  (last-layer Laplace), evidential (deep evidential regression) and dkl (deep-kernel GP):
+  (last-layer Laplace), evidential (deep evidential regression) and dkl (deep-kernel GP)
+  (the ensemble's folder is ``ens_mx_delta``; mc_dropout adds ``model.mc_samples=10``):
 
     python -m regal_torch.run --multirun experiment=qm9_gap_features model=MODEL \\
         loop.rounds=0 loop.initial_size=200,1000,2200 loop.local_neighbours=0.05 \\
         model.baseline=xtb_gap predict.outputs=false \\
         'hydra.sweep.subdir=MODEL_mx_delta/n${loop.initial_size}/seed${seed}'
 
-  (the ensemble's folder is ``ens_mx_delta``; mc_dropout adds ``model.mc_samples=10``);
+  and for the mean-variance head and evidential regression the same with
+  ``loop.local_neighbours=null`` into ``MODEL_mx_delta_own`` (the intervals on their own std;
+  mc_dropout's own std is ``gine_mx_delta``'s);
 - the GP on MiniMol + xTB + the Tanimoto kernel: its posterior variance (one factor fitted on
   val) from ``gp_mx/random``, and the local variance from ``gp_mx_local/random`` (the same
   models: random picks do not depend on the uncertainty):
@@ -71,22 +74,30 @@ SOURCES = {
     "mc_dropout": ("GINE MC-dropout (10 passes)", ROOT / "benchmarks/qm9_gap_full/runs", "own"),
     "mc_dropout_minimol": ("GINE + MiniMol, MC-dropout", SWEEP / "gine_m", "own"),
 }
-NETWORKS = {  # the networks on MiniMol + xTB (Delta): name -> (what, folder)
-    "mc_dropout_mx": ("MC-dropout (10 passes)", "gine_mx_delta"),
-    "ensemble_mx": ("deep ensemble (5 members)", "ens_mx_delta"),
-    "mean_variance_mx": ("mean-variance head (beta-NLL, beta 0.5)", "mean_variance_mx_delta"),
-    "laplace_mx": ("last-layer Laplace (evidence-fitted precisions)", "laplace_mx_delta"),
-    "evidential_mx": ("deep evidential regression (lambda 0.01)", "evidential_mx_delta"),
-    "dkl_mx": ("deep-kernel GP", "dkl_mx_delta"),
+NETWORKS = {  # the networks on MiniMol + xTB (Delta): name -> (what, own std's folder, local's)
+    "mc_dropout_mx": ("MC-dropout (10 passes)", "gine_mx_delta", "mc_dropout_mx_delta"),
+    "ensemble_mx": ("deep ensemble (5 members)", "ens_mx_delta", "ens_mx_delta"),
+    "mean_variance_mx": (
+        "mean-variance head (beta-NLL, beta 0.5)",
+        "mean_variance_mx_delta_own",
+        "mean_variance_mx_delta",
+    ),
+    "laplace_mx": (
+        "last-layer Laplace (evidence-fitted precisions)",
+        "laplace_mx_delta",
+        "laplace_mx_delta",
+    ),
+    "evidential_mx": (
+        "deep evidential regression (lambda 0.01)",
+        "evidential_mx_delta_own",
+        "evidential_mx_delta",
+    ),
+    "dkl_mx": ("deep-kernel GP", "dkl_mx_delta", "dkl_mx_delta"),
 }
-for _name, (_what, _folder) in NETWORKS.items():
-    SOURCES[_name] = (f"GINE + MiniMol + xTB (Delta), {_what}", SWEEP / _folder, "own")
-    _local = "mc_dropout_mx_delta" if _folder == "gine_mx_delta" else _folder
-    SOURCES[f"{_name}_local"] = (
-        f"GINE + MiniMol + xTB (Delta), {_what}: local variance",
-        SWEEP / _local,
-        "local",
-    )
+for _name, (_what, _own, _local) in NETWORKS.items():
+    _what = f"GINE + MiniMol + xTB (Delta), {_what}"
+    SOURCES[_name] = (_what, SWEEP / _own, "own")
+    SOURCES[f"{_name}_local"] = (f"{_what}: local variance", SWEEP / _local, "local")
 SOURCES["gp"] = ("GP posterior variance (MiniMol + xTB + Tanimoto)", SWEEP / "gp_mx/random", "own")
 SOURCES["gp_local"] = (
     "validation-neighbour variance on the GP (k = 5% of val)",
