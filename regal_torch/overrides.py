@@ -1,12 +1,17 @@
-"""One-line errors for command-line overrides that Hydra cannot apply."""
+"""The package's configs, and one-line errors for command-line overrides that Hydra cannot
+apply."""
 
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+
+# configs/ of the repository (one folder per config group)
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 
 def override_error(config_dir: str, args: list[str]) -> str | None:

@@ -1,25 +1,30 @@
 """``python -m regal_torch.predict RUN_DIR data.path=FILE [OPTION=VALUE ...]``: a run's model on
 new molecules.
 
-Loads ``RUN_DIR/model.ckpt`` (:mod:`regal_torch.saved_model`), reads ``FILE`` as the run read
-its data (a CSV, ``.smi`` or SDF file of molecules, optionally gzipped, featurised and cached
-like a pool, with the run's molecule features; or a table with the run's feature columns),
-predicts every row streamed in batches with a progress bar on a terminal, and writes
-``id, smiles, mean, std, lower, upper`` (and ``label`` where the file has the target column)
-to ``RUN_DIR/predictions_<FILE stem>.csv`` or ``out=PATH`` (a folder of ``part-XXXXX.csv``
-above ``chunk_rows`` rows). ``std`` is recalibrated on the run's validation molecules and
+Loads ``RUN_DIR/model.ckpt`` (:mod:`regal_torch.outputs.model_file`), reads ``FILE`` as the run
+read its data (:meth:`regal_torch.outputs.data_card.DataCard.dataset_config`: a CSV, ``.smi``
+or SDF file of molecules, optionally gzipped, featurised and cached like a pool, with the
+run's molecule features; or a table with the run's feature columns), predicts every row
+streamed in batches with a progress bar on a terminal, and writes ``id, smiles, mean, std,
+lower, upper`` (and ``label`` where the file has the target column) to
+``RUN_DIR/predictions_<FILE stem>.csv`` or ``out=PATH`` (a folder of Parquet parts above
+``chunk_rows`` rows). ``std`` is recalibrated on the run's validation molecules and
 ``[lower, upper]`` is the run's split-conformal interval (its ``predict.interval`` coverage).
 
-Options: ``data.path`` (required), ``data.smiles_column``, ``data.id_column``,
-``data.target_column`` (defaults: the run's, the target column only if the file has it),
-``data.cache_dir``, ``data.num_workers``, ``out``, ``batch_size`` (default 1000),
-``chunk_rows`` (default 1,000,000), ``accelerator`` (``cpu``, ``gpu``, ``auto``; default
-``auto``). A file whose featurisation or columns do not match the run's is refused in one
-line.
+Options: ``data.path`` (required) and any other option of the run's data config
+(``data.smiles_column``, ``data.id_column``, ``data.target_column``, ``data.cache_dir``,
+``data.num_workers``, ...; defaults: the run's, the target column only if the file has it),
+``out``, ``batch_size`` (default 1000), ``chunk_rows`` (default 1,000,000), ``accelerator``
+(``cpu``, ``gpu``, ``auto``; default ``auto``). Every option is checked before any molecule is
+read; a file whose featurisation or columns do not match the run's is refused in one line,
+and so is an ``out`` that would replace a file of the run. SIGTERM stops it with nothing
+written (one ``error:`` line, exit status 2).
 """
 
 from __future__ import annotations
 
+import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,127 +32,157 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.featurize import FEATURIZER_VERSION
-from regal_torch.data.molecule_files import read_header
-from regal_torch.errors import RegalError
+from regal_torch.errors import RegalError, regal_cause
+from regal_torch.files import remove_temporaries
 from regal_torch.local_calibration import NeighbourCalibration
-from regal_torch.loop.outputs import predict_with_std, prediction_frame, write_table
-from regal_torch.loop.progress import show_progress
-from regal_torch.saved_model import MODEL_FILE, load_model
+from regal_torch.outputs.model_file import MODEL_FILE, load_model
+from regal_torch.outputs.predictions import predict_with_std, prediction_frame, write_table
+from regal_torch.quiet import quiet_libraries, show_progress
 
-OPTIONS = {
-    "data.path": None,
-    "data.smiles_column": None,
-    "data.id_column": None,
-    "data.target_column": None,
-    "data.cache_dir": None,
-    "data.num_workers": None,
+# The command's own options and their defaults (``data.*`` options are the data config's).
+OPTIONS: dict[str, str | None] = {
     "out": None,
     "batch_size": "1000",
     "chunk_rows": "1000000",
     "accelerator": "auto",
 }
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+# What a run writes in its folder: an out= there must not replace one of them.
+_RUN_FILES = re.compile(
+    r"(predictions(_round_\d+)?(\.csv)?|model\.ckpt|state\.pt|history\.csv|selected\.csv"
+    r"|failed\.csv|run\.log|\.lock|\.hydra|queries|oracle|logs)"
+)
 
 
 def predict_file(run_dir: Path, **options: Any) -> Path:
     """Predict ``options["data.path"]`` with the model of ``run_dir``; returns what was written
-    (see the module docstring for the options).
+    (see the module docstring for the options; values as on the command line).
 
     Raises:
-        RegalError: no model in ``run_dir``, an unreadable file, columns or featurisation that
-            do not match the run's.
+        RegalError: an option out of range, no model in ``run_dir``, an unreadable file,
+            columns or featurisation that do not match the run's, an ``out`` that cannot or
+            must not be written, SIGTERM.
     """
     run_dir = Path(run_dir)
+    settings = {**OPTIONS, **{k: v for k, v in options.items() if not k.startswith("data.")}}
+    data_options = {k: _value(v) for k, v in options.items() if k.startswith("data.")}
+    if data_options.get("data.path") is None:
+        raise RegalError("data.path has no value and is required: add data.path=FILE")
+    path = Path(str(data_options.pop("data.path")))
+    batch_size = _positive("batch_size", settings["batch_size"])
+    chunk_rows = _positive("chunk_rows", settings["chunk_rows"])
+    accelerator = _accelerator(settings["accelerator"])
+    out = Path(settings["out"] or run_dir / f"predictions_{path.name.split('.')[0]}.csv")
+    _check_out(out, run_dir)
     model, extras = load_model(run_dir / MODEL_FILE)
-    data, calibration = extras["data"], extras["calibration"]
-    path = Path(options["data.path"])
-    dataset = _dataset(path, data, options)
-    pl.seed_everything(0, verbose=False)  # MC-dropout samples: the same on every call
-    dm = ActiveDataModule(
-        dataset, dataset.target_names[0], val_size=0, test_size=0,
-        predict_batch_size=int(options["batch_size"]),
-    )  # fmt: skip
-    trainer = pl.Trainer(
-        accelerator=options["accelerator"], devices=1, logger=False,
-        enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=show_progress("auto"),
-    )  # fmt: skip
-    local = calibration.get("local")
-    mean, std = predict_with_std(
-        trainer, model, dm.loader, torch.arange(len(dataset)), calibration["var_scale"],
-        None if local is None else NeighbourCalibration.from_state(local),
-        chunk=200 * dm.predict_batch_size,
-    )  # fmt: skip
-    frame = prediction_frame(dm.ids, dataset.smiles, mean, std, calibration["conformal_q"])
-    if torch.isfinite(dm.truth).any():
-        frame.insert(2, "label", dm.truth.numpy())
-    out = Path(options["out"] or run_dir / f"predictions_{path.name.split('.')[0]}.csv")
-    return write_table(out, frame, int(options["chunk_rows"]))
-
-
-def _dataset(path: Path, data: dict[str, Any], options: dict[str, Any]) -> Any:
-    """``path`` read as the run read its data, checked against the run's featurisation."""
-    run = data["config"]
-    if not path.is_file():
-        raise RegalError(f"{path}: no such file (data.path)")
-    header = read_header(path)
-    target = options["data.target_column"]
-    if target is None:  # the run's target column, where the file has it
-        named = run.get("target_column") or data["target"]
-        target = named if header is not None and named in header else None
-    if data["kind"] == "table":
-        from regal_torch.data.table import TableDataset
-
-        missing = [c for c in data["feature_names"] if c not in header]
-        if missing:
-            raise RegalError(
-                f"{path}: no column {missing[0]!r} of the run's features "
-                f"({len(missing)} of {len(data['feature_names'])} missing); the run read "
-                f"{data['feature_names']}"
-            )
-        return TableDataset(
-            str(path),
-            target_column=target,
-            feature_columns=data["feature_names"],
-            id_column=options["data.id_column"] or run.get("id_column"),
-        )
-    from regal_torch.data.molecules import MoleculeDataset
-
-    if data["featurizer_version"] != FEATURIZER_VERSION:
+    card, calibration = extras["data"], extras["calibration"]
+    if card.kind == "molecules" and card.featurizer_version != FEATURIZER_VERSION:
         raise RegalError(
             f"{path}: the run's model saw molecule graphs of featuriser version "
-            f"{data['featurizer_version']}, this regal_torch makes version {FEATURIZER_VERSION}: "
+            f"{card.featurizer_version}, this regal_torch makes version {FEATURIZER_VERSION}: "
             "predict with the regal_torch version that made the run"
         )
-    smiles_column = options["data.smiles_column"] or run.get("smiles_column") or "smiles"
-    dataset = MoleculeDataset(
-        str(path),
-        smiles_column=smiles_column,
-        target_column=target,
-        id_column=options["data.id_column"] or run.get("id_column"),
-        cache_dir=options["data.cache_dir"] or run.get("cache_dir"),
-        num_workers=None
-        if options["data.num_workers"] is None
-        else int(options["data.num_workers"]),
-        features=run.get("features") or [],
-        featurizers=instantiate(run.get("featurizers") or {}),
+    if not path.is_file():
+        raise RegalError(f"{path}: no such file (data.path)")
+    stop = _Stop(out)
+    dataset = instantiate(card.dataset_config(str(path), data_options).dataset)
+    stop()
+    card.check(dataset, path)
+    pl.seed_everything(0, verbose=False)  # MC-dropout samples: the same on every call
+    dm = ActiveDataModule(
+        dataset, dataset.target_names[0], val_size=0, test_size=0, predict_batch_size=batch_size
     )
-    ours, theirs = dataset.feature_names, data["feature_names"]
-    if ours != theirs:
-        raise RegalError(
-            f"{path}: featurised into {len(ours)} feature columns, the run's model read "
-            f"{len(theirs)} ({_first_difference(ours, theirs)})"
-        )
-    return dataset
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=1, logger=False,
+        enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=show_progress("auto"), callbacks=[stop],
+    )  # fmt: skip
+
+    local = calibration.local
+    mean, std = predict_with_std(
+        trainer, model, dm.loader, torch.arange(len(dataset)), calibration.var_scale,
+        None if local is None else NeighbourCalibration.from_state(local),
+        chunk=200 * dm.predict_batch_size, stop=stop,
+    )  # fmt: skip
+    stop()
+    frame = prediction_frame(dm.ids, dataset.smiles, mean, std, calibration.conformal_q)
+    if torch.isfinite(dm.truth).any():
+        frame.insert(2, "label", dm.truth.numpy())
+    return write_table(out, frame, chunk_rows)
 
 
-def _first_difference(ours: list[str], theirs: list[str]) -> str:
-    for i, (a, b) in enumerate(zip(ours, theirs, strict=False)):
-        if a != b:
-            return f"column {i}: {a!r} here, {b!r} in the run"
-    return "the run's has more" if len(theirs) > len(ours) else "this has more"
+class _Stop(pl.Callback):
+    """SIGTERM (SLURM preemption, ``kill``) ends the command with nothing written: from the
+    moment it starts predicting, raised after the batch it came in (and called between
+    stages)."""
+
+    received = False
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def __call__(self, *_: Any) -> None:
+        if _Stop.received:
+            raise RegalError(f"stopped by SIGTERM; {self.out} was not written")
+
+    def on_predict_batch_end(self, *_: Any) -> None:
+        self()
+
+
+def _on_sigterm(*_: Any) -> None:
+    _Stop.received = True
+
+
+def _value(text: Any) -> Any:
+    """A command-line value as the configs read it (``2`` an int, ``null`` None, ``[a,b]`` a
+    list); values given in Python are kept."""
+    if not isinstance(text, str):
+        return text
+    if text == "":
+        return None
+    return OmegaConf.to_container(OmegaConf.from_dotlist([f"v={text}"]))["v"]
+
+
+def _positive(name: str, value: Any) -> int:
+    number = _value(value)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise RegalError(f"{name}={value!r} must be an integer >= 1")
+    return number
+
+
+def _accelerator(value: Any) -> str:
+    if value not in ACCELERATORS:
+        raise RegalError(f"accelerator={value!r} must be one of {', '.join(ACCELERATORS)}")
+    if value in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise RegalError(f"accelerator={value}: no CUDA device here; use accelerator=cpu")
+    return value
+
+
+def _check_out(out: Path, run_dir: Path) -> None:
+    """Refuse, before any work, an ``out`` that is a folder, lies under a file, or names a
+    file the run wrote; create its folder; remove what killed writers left there."""
+    folder = out.with_suffix("")  # where parts go above chunk_rows
+    if out.is_dir():
+        raise RegalError(f"out={out} is a folder; name a file (e.g. {out / 'predictions.csv'})")
+    for target in (out, folder):
+        if target.parent.resolve() == run_dir.resolve() and _RUN_FILES.fullmatch(target.name):
+            raise RegalError(
+                f"out={out} would replace the run's own {target.name}; name another file"
+            )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RegalError(f"out={out}: {parent} is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RegalError(f"out={out}: cannot create its folder ({exc.strerror or exc})") from exc
+    remove_temporaries(out.parent)
 
 
 def parse(argv: list[str]) -> tuple[Path, dict[str, Any]]:
@@ -160,26 +195,31 @@ def parse(argv: list[str]) -> tuple[Path, dict[str, Any]]:
         raise RegalError(
             "usage: python -m regal_torch.predict RUN_DIR data.path=FILE [OPTION=VALUE]"
         )
-    options = dict(OPTIONS)
+    options: dict[str, Any] = {}
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")
-        if not sep or key not in OPTIONS:
-            raise RegalError(f"unknown option {arg!r}; the options are {', '.join(OPTIONS)}")
-        options[key] = None if value in ("", "null") else value
-    if options["data.path"] is None:
+        if not sep or (key not in OPTIONS and not key.startswith("data.")):
+            raise RegalError(
+                f"unknown option {arg!r}; the options are data.path and the run's other "
+                f"data.* options, {', '.join(OPTIONS)}"
+            )
+        options[key] = value
+    if not options.get("data.path"):
         raise RegalError("data.path has no value and is required: add data.path=FILE")
     return Path(argv[0]), options
 
 
 def main(argv: list[str] | None = None) -> int:
-    from regal_torch.run import quiet_lightning
-
-    quiet_lightning()
+    quiet_libraries()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         run_dir, options = parse(sys.argv[1:] if argv is None else argv)
         written = predict_file(run_dir, **options)
-    except RegalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        cause = regal_cause(exc)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         return 2
     print(f"predictions written to {written}", flush=True)
     return 0

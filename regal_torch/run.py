@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +15,9 @@ from omegaconf import DictConfig
 
 from regal_torch.errors import RegalError, regal_cause
 from regal_torch.lock import RunLock
-from regal_torch.loop.neutral_keys import register_resolver
-from regal_torch.overrides import one_line, override_error
+from regal_torch.neutral_keys import register_resolver
+from regal_torch.overrides import CONFIG_DIR, one_line, override_error
+from regal_torch.quiet import quiet_libraries
 from regal_torch.run_folder import (
     OWN_OVERRIDES,
     new_paths,
@@ -31,23 +30,10 @@ from regal_torch.run_folder import (
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 # configs/config.yaml names the result-neutral options through this resolver; registered here
 # (not in the package's __init__) so that submitit's job processes, which import this module
 # to run the job, have it too.
 register_resolver()
-
-
-def quiet_lightning() -> None:
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-    # A redone round (after a resume) rewrites its own log folder.
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not")
-    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-    # Lightning's DDP all_gather (pool prediction across processes) calls a deprecated torch API.
-    warnings.filterwarnings("ignore", message=".*nn.functional.all_gather is deprecated")
 
 
 def quiet_trainer(max_epochs: int, **options: Any) -> pl.Trainer:
@@ -82,7 +68,7 @@ def _job(cfg: DictConfig) -> None:
     from regal_torch.loop.processes import process_rank
     from regal_torch.parent import end_with_parent
 
-    quiet_lightning()
+    quiet_libraries()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     main_process = process_rank() == 0

@@ -20,6 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from regal_torch.files import RUN_HINT, atomic_write_bytes
+
 # Hydra overrides that regal_torch.run adds to every command (not the user's).
 OWN_OVERRIDES = (
     "hydra.output_subdir=null",
@@ -135,8 +137,6 @@ def remove_unused(run_dir: Path, stop: Path) -> None:
 def write_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
     """Write ``run_dir/.hydra/`` as Hydra does (``config.yaml``, ``hydra.yaml``,
     ``overrides.yaml``), each file atomically."""
-    from regal_torch.loop.state import atomic_write_bytes  # imports torch: not before a run
-
     hydra_cfg = HydraConfig.get()
     folder = Path(run_dir) / ".hydra"
     folder.mkdir(exist_ok=True)
@@ -145,7 +145,7 @@ def write_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
         ("hydra.yaml", OmegaConf.create({"hydra": hydra_cfg})),
         ("overrides.yaml", hydra_cfg.overrides.task),
     ):
-        atomic_write_bytes(folder / name, OmegaConf.to_yaml(node).encode())
+        atomic_write_bytes(folder / name, OmegaConf.to_yaml(node).encode(), RUN_HINT)
 
 
 def resume_command(hydra_cfg: DictConfig) -> str:

@@ -21,7 +21,8 @@ from hydra.utils import instantiate
 
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.predict_rows import predict
-from regal_torch.run import CONFIG_DIR, quiet_lightning
+from regal_torch.overrides import CONFIG_DIR
+from regal_torch.quiet import quiet_libraries
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
@@ -31,7 +32,7 @@ CHEMPROP = {1000: (0.292, 0.410, 43), 2200: (0.244, 0.337, 105)}  # MAE, RMSE, s
 
 
 def main(overrides: list[str]) -> None:
-    quiet_lightning()
+    quiet_libraries()
     base = [  # the GINE network without molecule features, as this comparison was made
         "model=mc_dropout",
         "data.features=[]",

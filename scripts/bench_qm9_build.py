@@ -19,7 +19,7 @@ import time
 
 from benchmarks_file import write_section
 
-from regal_torch.data.cache_folder import available_cpus
+from regal_torch.cores import available_cpus
 from regal_torch.data.qm9 import QM9Dataset
 
 _LOAD = """

@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.predict_rows import predict
-from regal_torch.run import quiet_lightning
+from regal_torch.quiet import quiet_libraries
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chemprop-python", required=True, help="a Python with chemprop 2")
     args = parser.parse_args()
-    quiet_lightning()
+    quiet_libraries()
     cfg = study_config()
     dataset = instantiate(cfg.data.dataset)
     dm = instantiate(cfg.data.datamodule, dataset=dataset)

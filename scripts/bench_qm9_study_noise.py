@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.predict_rows import predict
-from regal_torch.run import quiet_lightning
+from regal_torch.quiet import quiet_libraries
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
@@ -33,7 +33,7 @@ SEEDS = range(5)
 
 
 def main() -> None:
-    quiet_lightning()
+    quiet_libraries()
     cfg = study_config()
     dataset = instantiate(cfg.data.dataset)
     lines = [

@@ -36,7 +36,7 @@ from hydra.utils import instantiate
 from regal_torch.calibration import error_std_spearman, fit_variance_scale, gaussian_nll
 from regal_torch.local_calibration import neighbour_variance
 from regal_torch.models.predict_rows import predict
-from regal_torch.run import quiet_lightning
+from regal_torch.quiet import quiet_libraries
 from regal_torch.strategies.features import (
     nearest_sq_distances,
     noise_variance,
@@ -107,7 +107,7 @@ def evaluate(preds: dict, truth: dict) -> dict[str, tuple[float, float, float]]:
 
 
 def main() -> None:
-    quiet_lightning()
+    quiet_libraries()
     torch.set_num_threads(1)
     cfg = study_config()
     dataset = instantiate(cfg.data.dataset)

@@ -56,9 +56,9 @@ from regal_torch.calibration import spearman_ceiling
 from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
+from regal_torch.outputs.model_file import load_model
 from regal_torch.report.runs import find_runs, read_run
 from regal_torch.run import quiet_trainer
-from regal_torch.saved_model import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402
@@ -157,7 +157,7 @@ def final_ceilings(paths: list[str], local: bool) -> float:
         test = predict(quiet_trainer(1), model, dm.loader(dm.test), request)
         calibration = extras["calibration"]
         if local:
-            var = NeighbourCalibration.from_state(calibration["local"]).variance(test)
+            var = NeighbourCalibration.from_state(calibration.local).variance(test)
         else:
             var = test.var
         found.append(spearman_ceiling(var))

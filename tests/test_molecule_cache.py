@@ -264,7 +264,7 @@ def test_featurising_options_leave_a_runs_fingerprint_alone(tmp_path):
     """Another data.num_workers or data.cache_dir resumes the same run (same molecules)."""
     from conftest import compose_config
 
-    from regal_torch.loop.neutral_keys import fingerprint
+    from regal_torch.neutral_keys import fingerprint
 
     base = ["data=molecules", f"data.path={tmp_path / 'm.csv'}"]
     other = [*base, "data.num_workers=1", f"data.cache_dir={tmp_path}"]

@@ -18,9 +18,9 @@ from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
+from regal_torch.outputs.model_file import load_model
 from regal_torch.predict import predict_file
 from regal_torch.run import quiet_trainer
-from regal_torch.saved_model import load_model
 
 
 def test_conformal_coverage_on_a_problem_with_known_noise_is_within_its_tolerance():
@@ -73,17 +73,17 @@ def test_a_run_writes_predictions_for_every_molecule_and_its_model(tiny, tmp_pat
     # the saved model reloads and predicts exactly what the run's last round predicted
     model, extras = load_model(tmp_path / "model.ckpt")
     calibration = extras["calibration"]
-    assert (calibration["local"] is not None) == bool(local)
+    assert (calibration.local is not None) == bool(local)
     trainer = quiet_trainer(1)
     request = PredictionRequest(frozenset(("mean", "var", "embedding")))
     again = predict(trainer, model, dm.loader(torch.arange(len(loop.dataset))), request)
     # (the CSV holds each float32 in its shortest exact form)
     assert torch.equal(torch.from_numpy(table["mean"].to_numpy()).float(), again.mean)
     if local:  # the local std of each molecule, from the saved validation errors
-        var = NeighbourCalibration.from_state(calibration["local"]).variance(again)
+        var = NeighbourCalibration.from_state(calibration.local).variance(again)
         assert history["test_nll_local"].notna().all()
     else:
-        var = again.var * calibration["var_scale"]
+        var = again.var * calibration.var_scale
     std = torch.from_numpy(table["std"].to_numpy()).float()
     assert torch.equal(std, var.sqrt())
 
@@ -103,9 +103,7 @@ def test_a_run_writes_predictions_for_every_molecule_and_its_model(tiny, tmp_pat
 
 
 def _options(path, **more):
-    from regal_torch.predict import OPTIONS
-
-    return {**OPTIONS, "data.path": str(path), **more}
+    return {"data.path": str(path), **more}
 
 
 def test_a_file_that_does_not_match_the_run_is_refused_in_one_line(tmp_path):
@@ -130,16 +128,18 @@ def test_a_file_that_does_not_match_the_run_is_refused_in_one_line(tmp_path):
         f"error: {other}: no column 'b' of the run's features (1 of 2 missing); "
         "the run read ['a', 'b']\n"
     )
-    with pytest.raises(RegalError, match="unknown option 'data.pth=x'"):
-        from regal_torch.predict import parse
+    from regal_torch.predict import parse
 
-        parse([str(run_dir), "data.pth=x"])
+    with pytest.raises(RegalError, match="unknown option 'sizes=3'"):
+        parse([str(run_dir), f"data.path={table}", "sizes=3"])
+    with pytest.raises(RegalError, match="unknown option 'data.pth' for this run's data"):
+        predict_file(run_dir, **_options(table, **{"data.pth": "x"}))
     with pytest.raises(RegalError, match="no saved model"):
         predict_file(tmp_path, **_options(table))
 
 
 def test_a_large_table_is_written_as_parts_that_replace_the_single_file(tmp_path):
-    from regal_torch.loop.outputs import write_table
+    from regal_torch.outputs.predictions import write_table
 
     frame = pd.DataFrame({"id": [f"m{i}" for i in range(25)], "mean": range(25)})
     single = write_table(tmp_path / "predictions.csv", frame, chunk_rows=100)
@@ -147,7 +147,7 @@ def test_a_large_table_is_written_as_parts_that_replace_the_single_file(tmp_path
     folder = write_table(tmp_path / "predictions.csv", frame, chunk_rows=10)
     assert folder == tmp_path / "predictions" and not single.exists()
     parts = sorted(folder.iterdir())
-    assert [p.name for p in parts] == ["part-00000.csv", "part-00001.csv", "part-00002.csv"]
-    assert pd.concat(pd.read_csv(p) for p in parts)["id"].tolist() == frame["id"].tolist()
+    assert [p.name for p in parts] == [f"part-0000{i}.parquet" for i in range(3)]
+    assert pd.read_parquet(folder)["id"].tolist() == frame["id"].tolist()  # one table
     assert write_table(tmp_path / "predictions.csv", frame, chunk_rows=100).exists()
     assert not folder.exists() and [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from regal_torch.errors import RegalError
 from regal_torch.loop.active_loop import ActiveLoop
-from regal_torch.loop.progress import show_progress
+from regal_torch.quiet import show_progress
 
 
 def test_csv_logger_matches_history_and_survives_an_extension(tiny, tmp_path):

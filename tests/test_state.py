@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from regal_torch.errors import RegalError
+from regal_torch.files import atomic_write_bytes
 from regal_torch.loop.seeds import round_seed
-from regal_torch.loop.state import atomic_write_bytes, load_state, save_state
+from regal_torch.loop.state import load_state, save_state
 
 
 def _state(**fields):

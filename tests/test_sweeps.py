@@ -129,7 +129,7 @@ def test_a_sweep_rerun_with_more_rounds_extends_the_same_folders(tiny, qm9_small
 def test_a_job_folder_name_past_the_file_system_limit_is_shortened_stably():
     """Hydra's override_dirname of many overrides is longer than a folder name may be (255
     bytes): the job folder keeps its start and end around a hash of the whole name."""
-    from regal_torch.loop.neutral_keys import job_folder
+    from regal_torch.neutral_keys import job_folder
 
     short = "seed=0,strategy=random"
     assert job_folder(short) == short

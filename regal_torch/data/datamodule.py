@@ -136,6 +136,9 @@ class ActiveDataModule(pl.LightningDataModule):
         y = self.labels[self.labeled].double()
         if y.numel() == 0:
             raise RegalError("target_scaler: no labeled molecules yet")
+        # a failed feature: the labeled molecules' mean, as the model fills it
+        # (regal_torch.models.regressor.Regressor.baseline_features)
+        v = torch.where(v.isnan(), v.nanmean().nan_to_num(0.0), v)
         dv = v - v.mean()
         var = dv.pow(2).mean()
         slope = (dv * (y - y.mean())).mean() / var if var > 0 else torch.zeros(())
@@ -169,10 +172,12 @@ class ActiveDataModule(pl.LightningDataModule):
         raise RegalError(f"{option}={name!r} is not a feature column of this data{hint}")
 
     def feature_rows(self, positions: Tensor) -> Tensor:
-        """The item features of dataset ``positions`` (unscaled): the molecule features, or a
-        table's rows, ``[k, F]`` float32."""
+        """The item features of dataset ``positions`` (unscaled; NaN where a featurizer
+        failed): the molecule features, computed first where needed, or a table's rows,
+        ``[k, F]`` float32."""
         features = self.dataset.molecule_features
         if features is not None:
+            features.ensure(positions.numpy())
             return torch.from_numpy(features.rows(positions.numpy()))
         return self.dataset.x[positions]
 
@@ -244,6 +249,9 @@ class _Molecules(Dataset):
 
     def __init__(self, dataset: Dataset, positions: Tensor, targets: Tensor | None) -> None:
         self.dataset, self.positions, self.targets = dataset, positions, targets
+        features = getattr(dataset, "molecule_features", None)
+        if features is not None:  # computed where no store has them yet, before any batch
+            features.ensure(torch.as_tensor(positions).numpy())
 
     def __len__(self) -> int:
         return len(self.positions)

@@ -11,14 +11,12 @@ different labels), and the folder is renamed into place.
 from __future__ import annotations
 
 import contextlib
-import glob
 import itertools
 import json
 import logging
 import multiprocessing
 import os
 import shutil
-import socket
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -29,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from regal_torch.data import featurize
-from regal_torch.data.cache_folder import alive, write_synced
 from regal_torch.data.molecule_files import (
     Row,
     file_format,
@@ -38,6 +35,7 @@ from regal_torch.data.molecule_files import (
     parse_labels,
 )
 from regal_torch.errors import RegalError
+from regal_torch.files import partial_folder, publish, write_synced
 
 __all__ = ["build_cache"]
 
@@ -53,15 +51,8 @@ def build_cache(
     """Featurises ``path`` into ``folder``, atomically (:mod:`.molecule_cache` says how)."""
     start = time.perf_counter()
     word, rows = molecule_rows(path, **columns)
-    host = socket.gethostname()
-    partial = folder.with_name(f"{folder.name}.partial-{host}-{os.getpid()}")
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        for old in folder.parent.glob(f"{glob.escape(folder.name)}.partial-{host}-*"):
-            pid = int(old.name.rsplit("-", 1)[1])
-            if pid == os.getpid() or not alive(pid):
-                shutil.rmtree(old, ignore_errors=True)
-        partial.mkdir()
+        partial = partial_folder(folder)
     except OSError as exc:
         raise RegalError(
             f"{folder.parent}: cannot write the molecule cache ({exc}); set data.cache_dir "
@@ -75,12 +66,7 @@ def build_cache(
         meta = {"key": key, "place": word, "warnings": _check(path, word, partial, columns)}
         meta["seconds"] = round(time.perf_counter() - start, 2)
         write_synced(partial / "meta.json", json.dumps(meta, indent=1).encode())
-        try:
-            partial.rename(folder)
-        except OSError:
-            if not (folder / "meta.json").is_file():
-                raise
-            shutil.rmtree(partial)  # another process built the same cache meanwhile
+        publish(partial, folder, "meta.json")  # or another process built it meanwhile
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

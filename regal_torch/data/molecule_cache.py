@@ -41,9 +41,9 @@ import numpy as np
 import rdkit
 
 from regal_torch.data import featurize
-from regal_torch.data.cache_folder import one_builder
 from regal_torch.data.molecule_build import build_cache
 from regal_torch.errors import RegalError
+from regal_torch.files import one_builder
 
 __all__ = ["MoleculeCache", "default_cache_dir", "open_cache"]
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
-from regal_torch.data.cache_folder import available_cpus
+from regal_torch.cores import available_cpus
 from regal_torch.data.molecule_cache import default_cache_dir, open_cache
 from regal_torch.data.molecule_files import file_format, name_places
 from regal_torch.errors import RegalError
 from regal_torch.features.featurizer import Featurizer
 from regal_torch.features.molecule_features import MoleculeFeatures, molecule_features
+from regal_torch.features.store import features_folder
 
 __all__ = ["MoleculeDataset", "MoleculeStrings"]
 
@@ -88,8 +89,12 @@ class MoleculeDataset(Dataset):
         super().__init__(None, transform)
         if on_invalid not in ("skip", "error"):
             raise RegalError(f"data.on_invalid must be 'skip' or 'error'; got {on_invalid!r}")
-        if num_workers is not None and num_workers < 0:
-            raise RegalError(f"data.num_workers must be >= 0 or null; got {num_workers}")
+        if num_workers is not None and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+        ):
+            raise RegalError(
+                f"data.num_workers must be an integer >= 0 or null; got {num_workers!r}"
+            )
         self.path = Path(path)
         if self.path.is_dir():
             raise RegalError(f"{self.path}: a folder, not a file (data.path)")
@@ -114,7 +119,7 @@ class MoleculeDataset(Dataset):
         self.where = MoleculeStrings(n, self.cache.place_of)
         self._report(on_invalid)
         self.molecule_features: MoleculeFeatures | None = molecule_features(
-            features, featurizers, self.smiles, base / "features", workers
+            features, featurizers, self.smiles, features_folder(base), workers
         )
 
     @property
@@ -155,6 +160,7 @@ class MoleculeDataset(Dataset):
             smiles=self.cache.smiles_of(idx),
         )
         if self.molecule_features is not None:
+            self.molecule_features.ensure([idx])  # loaders ensure theirs at once
             data.features = torch.from_numpy(self.molecule_features.rows([idx]))
         return data
 

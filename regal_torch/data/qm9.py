@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.data.separate import separate
 from torch_geometric.io import fs
 
-from regal_torch.data.cache_folder import available_cpus
+from regal_torch.cores import available_cpus
 from regal_torch.data.qm9_build import build_qm9_storage
 from regal_torch.data.qm9_tables import (
     QM9_SIZE,
@@ -30,6 +29,7 @@ from regal_torch.data.qm9_tables import (
 )
 from regal_torch.features.featurizer import Featurizer
 from regal_torch.features.molecule_features import MoleculeFeatures, molecule_features
+from regal_torch.features.store import features_folder
 
 __all__ = ["QM9Dataset", "subset_positions"]
 
@@ -164,7 +164,7 @@ class QM9Dataset(InMemoryDataset):
         self.load(self.processed_paths[0])
         workers = available_cpus() if num_workers is None else max(num_workers, 1)
         self.molecule_features: MoleculeFeatures | None = molecule_features(
-            features, featurizers, self._data.smiles, Path(root) / "features", workers
+            features, featurizers, self._data.smiles, features_folder(root), workers
         )
 
     @property
@@ -175,6 +175,7 @@ class QM9Dataset(InMemoryDataset):
     def get(self, idx: int) -> Data:
         data = super().get(idx)
         if self.molecule_features is not None:
+            self.molecule_features.ensure([idx])  # loaders ensure theirs at once
             data.features = torch.from_numpy(self.molecule_features.rows([idx]))
         return data
 

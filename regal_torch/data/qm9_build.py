@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from regal_torch.data.cache_folder import available_cpus
+from regal_torch.cores import available_cpus
 from regal_torch.data.featurize import (
     atom_codes_to_x,
     bond_codes_to_edges,

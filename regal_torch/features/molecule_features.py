@@ -1,21 +1,29 @@
-"""A dataset's molecule features: the columns of its featurizers side by side, failures filled.
+"""A dataset's molecule features: the columns of its featurizers side by side, computed only
+for the molecules a step reads.
 
 ``data.features=[minimol, xtb]`` gives every molecule the vector of the MiniMol columns then
 the xTB columns a run reads (each featurizer's ``use``), in that order. Each featurizer's
-values come from its store (:mod:`regal_torch.features.store`), computed once per molecule.
+values come from its store (:mod:`regal_torch.features.store`), shared by every data set and
+computed once per molecule. Nothing is computed when the dataset is made:
+:meth:`MoleculeFeatures.ensure` computes what the store lacks of the molecules a step is about
+to read (every loader of :class:`regal_torch.data.datamodule.ActiveDataModule` calls it for
+its molecules), and :meth:`MoleculeFeatures.rows` reads only molecules ensured before.
 
 The rule for a molecule a featurizer fails on (no geometry, an SCF that does not converge,
-a molecule MiniMol refuses): it is kept, its failure is recorded (the store's
-``failures.json``, :attr:`MoleculeFeatures.failures`, and a warning at every load naming how
-many and the first ones), and that featurizer's columns are filled with the column means over
-the molecules it succeeded on (so, once standardised, with zeros: the model sees "average"
-there). Dropping such molecules would change the dataset's positions and its test set.
+a molecule MiniMol refuses): it is kept, its failure is recorded (the store's part,
+:attr:`MoleculeFeatures.failures`, and a warning naming how many and the first ones), and
+its values in that featurizer's columns are NaN. The model fills them, once its inputs are
+standardised, with zeros, i.e. the means over its training molecules
+(:class:`regal_torch.models.feature_scaling.FeatureScaler`), which are saved with it: the
+same molecule gets the same prediction in the run and in ``regal_torch.predict``. Dropping
+such molecules would change the dataset's positions and its test set.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +31,7 @@ import numpy as np
 
 from regal_torch.errors import RegalError
 from regal_torch.features.featurizer import Featurizer
-from regal_torch.features.store import FeatureStore, open_store, smiles_digest
+from regal_torch.features.store import FeatureStore, molecule_keys
 
 __all__ = ["MoleculeFeatures", "molecule_features"]
 
@@ -31,20 +39,21 @@ log = logging.getLogger(__name__)
 
 
 def molecule_features(
-    names: Sequence[str] | None,
+    names: Sequence[str] | str | None,
     featurizers: Mapping[str, Featurizer] | None,
     smiles: Sequence[str],
     folder: Path,
     workers: int,
 ) -> MoleculeFeatures | None:
-    """The features ``names`` (featurizers of ``featurizers``) of ``smiles``, built where
-    needed under ``folder``; None when ``names`` is empty.
+    """The features ``names`` (featurizers of ``featurizers``; one name alone is a list of
+    one) of ``smiles``, from their stores under ``folder``; None when ``names`` is empty.
+    Computes nothing (:meth:`MoleculeFeatures.ensure` does).
 
     Raises:
         RegalError: a name without a featurizer (naming those there are), a name given twice,
             a featurizer's missing package, an unwritable folder.
     """
-    names = list(names or [])
+    names = [names] if isinstance(names, str) else list(names or [])
     if not names:
         return None
     featurizers = dict(featurizers or {})
@@ -56,10 +65,8 @@ def molecule_features(
             )
     if len(set(names)) < len(names):
         raise RegalError(f"data.features={names} names a featurizer twice")
-    digest = smiles_digest(smiles)
     chosen = [featurizers[name] for name in names]
-    stores = [open_store(f, smiles, folder, workers, digest) for f in chosen]
-    return MoleculeFeatures(chosen, stores, smiles)
+    return MoleculeFeatures(chosen, [FeatureStore(f, folder) for f in chosen], smiles, workers)
 
 
 class MoleculeFeatures:
@@ -69,10 +76,12 @@ class MoleculeFeatures:
         names: The column names, ``[F]`` (``minimol_0`` .. ``xtb_gap``).
         groups: Each featurizer's name and number of columns, in order (models give each
             group a kernel of its own, :mod:`regal_torch.models.feature_kernels`).
-        failures: Each featurizer's failed rows and their reasons.
+        computed: Molecules this object had computed so far (by any of its featurizers).
+        seconds: The time :meth:`ensure` spent so far.
 
     Shapes:
-        :meth:`rows`: ``[k]`` positions -> ``[k, F]`` float32.
+        :meth:`ensure`: ``[k]`` positions. :meth:`rows`: ``[k]`` positions -> ``[k, F]``
+        float32 (NaN where a featurizer failed).
     """
 
     def __init__(
@@ -80,50 +89,102 @@ class MoleculeFeatures:
         featurizers: Sequence[Featurizer],
         stores: Sequence[FeatureStore],
         smiles: Sequence[str],
+        workers: int,
     ) -> None:
-        self._parts = [
-            (store, f.use_index, store.fill[f.use_index])
-            for f, store in zip(featurizers, stores, strict=True)
-        ]
-        self._any_failed = [bool(store.failures) for store in stores]
+        self.featurizers, self.stores = list(featurizers), list(stores)
+        self.smiles, self.workers = smiles, workers
         self.names = [name for f in featurizers for name in f.names]
         self.groups = {f.name: len(f.use) for f in featurizers}
-        self.failures = {
-            f.name: store.failures for f, store in zip(featurizers, stores, strict=True)
-        }
-        for f, store in zip(featurizers, stores, strict=True):
-            if store.failures:
-                rows = sorted(store.failures)
-                shown = "; ".join(f"{smiles[r]!r}: {store.failures[r]}" for r in rows[:3])
-                log.warning(
-                    "features %s failed for %d of %d molecules (%s%s); their %s columns are "
-                    "filled with the column means (%s)",
-                    f.name,
-                    len(rows),
-                    len(store),
-                    shown,
-                    ", ..." if len(rows) > 3 else "",
-                    f.name,
-                    store.folder / "failures.json",
-                )
+        n = len(smiles)
+        self._keys = np.zeros(n, dtype="S16")
+        self._has_key = np.zeros(n, dtype=bool)
+        self._entries = [np.full(n, -1, dtype=np.int64) for _ in stores]
+        self.computed, self.seconds = 0, 0.0
 
     def __len__(self) -> int:
-        return len(self._parts[0][0])
+        return len(self.smiles)
 
     @property
     def dim(self) -> int:
         return len(self.names)
 
+    def ensure(self, positions: np.ndarray | Sequence[int]) -> int:
+        """Make the features of ``positions`` readable: find them in the stores, computing
+        there what no process computed yet; returns how many molecules were computed.
+
+        Raises:
+            RegalError: a featurizer cannot start (a missing package), a store cannot be
+                written.
+        """
+        start = time.perf_counter()
+        positions = np.unique(np.asarray(positions, dtype=np.int64))
+        keyless = positions[~self._has_key[positions]]
+        if len(keyless):
+            self._keys[keyless] = molecule_keys([self.smiles[i] for i in keyless])
+            self._has_key[keyless] = True
+        computed = np.zeros(len(positions), dtype=bool)
+        for f, store, entries in zip(self.featurizers, self.stores, self._entries, strict=True):
+            missing = positions[entries[positions] < 0]
+            if len(missing) == 0:
+                continue
+            store.refresh()
+            entries[missing] = store.locate(self._keys[missing])
+            absent = missing[entries[missing] < 0]
+            if len(absent):
+                store.add(self._keys[absent], [self.smiles[i] for i in absent], self.workers)
+                entries[absent] = store.locate(self._keys[absent])
+                computed |= np.isin(positions, absent)
+            self._warn_failures(f, store, missing, entries[missing])
+        self.computed += int(computed.sum())
+        self.seconds += time.perf_counter() - start
+        return int(computed.sum())
+
+    def _warn_failures(
+        self, f: Featurizer, store: FeatureStore, positions: np.ndarray, entries: np.ndarray
+    ) -> None:
+        failed = store.failed(entries)
+        if not failed.any():
+            return
+        first = positions[failed][:3]
+        reasons = store.failures(entries[failed][:3])
+        shown = "; ".join(
+            f"{self.smiles[r]!r}: {why}" for r, why in zip(first, reasons, strict=True)
+        )
+        log.warning(
+            "features %s failed for %d of %d molecules read now (%s%s); the model fills "
+            "their %s columns with its training molecules' means",
+            f.name, int(failed.sum()), len(positions), shown,
+            ", ..." if failed.sum() > 3 else "", f.name,
+        )  # fmt: skip
+
+    @property
+    def failures(self) -> dict[str, dict[int, str]]:
+        """Each featurizer's failed positions among those ensured so far, and why."""
+        found = {}
+        for f, store, entries in zip(self.featurizers, self.stores, self._entries, strict=True):
+            known = np.flatnonzero(entries >= 0)
+            failed = known[store.failed(entries[known])]
+            found[f.name] = dict(zip(failed.tolist(), store.failures(entries[failed]), strict=True))
+        return found
+
     def rows(self, positions: np.ndarray | Sequence[int]) -> np.ndarray:
-        """The features of ``positions``, failures filled (see the module docstring)."""
+        """The features of ``positions`` (see the module docstring).
+
+        Raises:
+            RegalError: a position was not ensured (a caller that reads features must call
+                :meth:`ensure` first).
+        """
         positions = np.asarray(positions, dtype=np.int64)
         blocks = []
-        for (store, use, fill), failed in zip(self._parts, self._any_failed, strict=True):
-            block = store.values[positions][:, use]
-            if failed:
-                block = np.where(np.isnan(block), fill, block)
-            blocks.append(block)
-        return np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
+        for f, store, entries in zip(self.featurizers, self.stores, self._entries, strict=True):
+            found = entries[positions]
+            if (found < 0).any():
+                raise RegalError(
+                    f"features {f.name}: {int((found < 0).sum())} molecules read before their "
+                    "features were computed (MoleculeFeatures.ensure)"
+                )
+            blocks.append(store.values(found)[:, f.use_index])
+        return np.concatenate(blocks, axis=1)
 
     def column(self, name: str) -> int:
         """The position of column ``name`` among :attr:`names`.

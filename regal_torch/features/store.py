@@ -1,383 +1,271 @@
-"""The on-disk cache of one featurizer's values over one list of molecules.
+"""The on-disk store of one featurizer's values, one entry per molecule, shared by every data set.
 
-A store is a folder ``NAME-KEY`` under the dataset's feature folder, keyed by the SHA-256 of
-the molecules' SMILES (in dataset order), the featurizer's name and version, the versions of
-the packages it names (:meth:`regal_torch.features.featurizer.Featurizer.packages`) and this
-format's version: other molecules, another featurizer or package version give another folder,
-so a stale store is never read. It holds
+A store is a folder ``NAME-KEY`` under the features folder (:func:`features_folder`), keyed by
+the featurizer's name and version, the versions of the packages it names
+(:meth:`regal_torch.features.featurizer.Featurizer.packages`) and this format's version:
+another featurizer or package version gives another folder, so a stale value is never read.
+Every data set, subset, run and ``regal_torch.predict`` that uses the featurizer reads and
+adds to the same store; a molecule is computed once, whichever list it came in.
 
-=================  ===========  ==============================================================
-file               shape        meaning
-=================  ===========  ==============================================================
-``values.npy``     ``[n, C]``   float32, every column the featurizer computes (NaN: failed)
-``fill.npy``       ``[C]``      float32, each column's mean over the molecules that succeeded
-``failures.json``               ``{row: reason}`` of the molecules that failed
-``meta.json``                   the key, the time the build took, the number of failures
-=================  ===========  ==============================================================
+A molecule's key is the first 16 bytes of the BLAKE2b hash of its canonical SMILES (RDKit;
+the SMILES as given where RDKit cannot read it): the same molecule written two ways is one
+entry. The values live in ``parts/``, a folder of immutable Arrow IPC files (one per
+computed chunk of molecules) with the columns
 
-The build computes chunks of :data:`CHUNK` molecules in ``workers`` processes (fresh ones, with
-one thread per math library each: GFN2-xTB's OpenMP and onnxruntime fight over the cores
-otherwise), shows a bar on a terminal and a line a minute otherwise, and keeps every finished
-chunk in ``NAME-KEY.partial/``: a build that is killed resumes from its last chunk, and never
-looks complete, since the folder is renamed into place only when every chunk is in.
-Processes that need the same store at the same time build it once
-(:func:`regal_torch.data.cache_folder.one_builder`).
+=============  ==============================  ==============================================
+column         type                            meaning
+=============  ==============================  ==============================================
+``key``        ``fixed_size_binary(16)``       the molecule's key
+``values``     ``fixed_size_list<float32>[C]`` every column the featurizer computes (NaN: failed)
+``failure``    ``utf8`` (null: none)           why the featurizer failed on it
+=============  ==============================  ==============================================
+
+Why this format: a part is written to a temporary file and renamed into place, so any number
+of processes, on one machine or on several sharing a file system, add parts at once without a
+lock or a server and a reader never sees half a part (LMDB and SQLite need working file locks,
+which network file systems often lack, and serialise their writers); a part is memory-mapped,
+its values read without a copy; pyarrow is already needed for the Parquet prediction tables.
+The index (the sorted keys of every part, built when the store is opened and brought up to
+date before each lookup) costs 16 bytes a molecule. Two processes of one host that need the
+same molecules at once compute them once (a per-host lock, :func:`regal_torch.files.one_builder`);
+hosts that race compute a molecule twice at worst, and the first part found wins.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import pickle
-import shutil
-import subprocess
-import sys
+import secrets
+import socket
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from multiprocessing.connection import wait
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+import pyarrow as pa
 
-from regal_torch.data.cache_folder import one_builder, write_synced
 from regal_torch.errors import RegalError
+from regal_torch.features.compute import Progress, computed, say
 from regal_torch.features.featurizer import Featurizer
+from regal_torch.files import atomic_write_bytes, one_builder, remove_temporaries
 
-__all__ = ["CHUNK", "FeatureStore", "open_store"]
+__all__ = ["CHUNK", "FeatureStore", "features_folder", "molecule_keys"]
 
-log = logging.getLogger(__name__)
-
-STORE_FORMAT = 1
-CHUNK = 1000  # molecules per task: what a killed build loses at most, per worker
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-_LINE_SECONDS = 60  # without a terminal: a progress line this often
+STORE_FORMAT = 2  # 2: one entry per molecule (1: one array per list of molecules)
+CHUNK = 1000  # molecules per task and per part: what a killed computation loses at most
+KEY_BYTES = 16
 
 
-def smiles_digest(smiles: Sequence[str]) -> str:
-    """SHA-256 of the SMILES, one per line, in order."""
-    digest = hashlib.sha256()
-    for s in smiles:
-        digest.update(s.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+def features_folder(cache: Path) -> Path:
+    """The features folder beside a data cache folder (``data.cache_dir``, QM9's
+    ``data.dataset.root``): ``cache/../features``, shared by every data set whose cache
+    folders lie side by side (the default ones do)."""
+    return Path(cache).expanduser().absolute().parent / "features"
 
 
-def open_store(
-    featurizer: Featurizer,
-    smiles: Sequence[str],
-    folder: Path,
-    workers: int,
-    digest: str | None = None,
-    chunk: int = CHUNK,
-) -> FeatureStore:
-    """The store of ``featurizer`` over ``smiles`` under ``folder``, built first if needed.
+def molecule_keys(smiles: Sequence[str]) -> np.ndarray:
+    """Each molecule's key (see the module docstring), ``[n]`` ``S16``."""
+    from rdkit import Chem, RDLogger
 
-    Args:
-        featurizer: What to compute.
-        smiles: Every molecule's SMILES, in dataset order.
-        folder: The folder holding the dataset's stores.
-        workers: Processes for a build (1: this process only).
-        digest: :func:`smiles_digest` of ``smiles``, if the caller has it.
-        chunk: Molecules per task of a build (:data:`CHUNK`).
+    RDLogger.DisableLog("rdApp.*")
+    keys = np.empty(len(smiles), dtype=f"S{KEY_BYTES}")
+    for i, s in enumerate(smiles):
+        mol = Chem.MolFromSmiles(s)
+        text = Chem.MolToSmiles(mol) if mol is not None else f"as given:{s}"
+        keys[i] = hashlib.blake2b(text.encode(), digest_size=KEY_BYTES).digest()
+    return keys
+
+
+def canonical_smiles(smiles: str) -> str:
+    """What a store computes a molecule from: its canonical SMILES (as given if unreadable)."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles)
+    return Chem.MolToSmiles(mol) if mol is not None else smiles
+
+
+class FeatureStore:
+    """One featurizer's store under ``folder`` (see the module docstring), created if needed.
+
+    Pickling keeps the featurizer and the folder; unpickling opens the store again.
+
+    Shapes:
+        :meth:`locate`: keys ``[k]`` S16 -> entries ``[k]`` int64 (-1: not in the store).
+        :meth:`values`: entries ``[k]`` -> ``[k, C]`` float32 (NaN where it failed).
 
     Raises:
         RegalError: the featurizer's package is missing, or the folder is not writable.
     """
-    key = {
-        "format": STORE_FORMAT,
-        "featurizer": featurizer.name,
-        "version": featurizer.version,
-        "packages": featurizer.packages(),
-        "smiles_sha256": digest or smiles_digest(smiles),
-        "molecules": len(smiles),
-    }
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    target = Path(folder).expanduser() / f"{featurizer.name}-{name}"
-    if not target.is_dir():
-        with one_builder(target):
-            if not target.is_dir():
-                _build(featurizer, smiles, target, key, workers, chunk)
-    else:
-        log.info("reusing the %s features %s", featurizer.name, target)
-    return FeatureStore(target)
 
-
-class FeatureStore:
-    """The memory-mapped arrays of one store folder (see the module docstring).
-
-    Pickling keeps only the folder; unpickling maps it again.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self._open()
-
-    def _open(self) -> None:
+    def __init__(self, featurizer: Featurizer, folder: Path) -> None:
+        self.featurizer = featurizer
+        key = {
+            "format": STORE_FORMAT,
+            "featurizer": featurizer.name,
+            "version": featurizer.version,
+            "packages": featurizer.packages(),
+        }
+        name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        self.folder = Path(folder).expanduser() / f"{featurizer.name}-{name}"
         try:
-            self.meta = json.loads((self.folder / "meta.json").read_text())
-            self.values = np.load(self.folder / "values.npy", mmap_mode="r").view(np.ndarray)
-            self.fill = np.load(self.folder / "fill.npy")
-            raw = json.loads((self.folder / "failures.json").read_text())
-        except (OSError, ValueError) as exc:
+            (self.folder / "parts").mkdir(parents=True, exist_ok=True)
+            if not (self.folder / "key.json").is_file():
+                atomic_write_bytes(self.folder / "key.json", json.dumps(key, indent=1).encode())
+            remove_temporaries(self.folder / "parts")  # what killed writers left
+        except (OSError, RegalError) as exc:
             raise RegalError(
-                f"{self.folder}: damaged feature cache ({exc!r}); delete the folder to rebuild it"
+                f"{self.folder.parent}: cannot write the {featurizer.name} feature store "
+                f"({exc}); set data.cache_dir (molecules) or data.dataset.root (QM9) to a "
+                "writable folder"
             ) from exc
-        self.failures = {int(row): reason for row, reason in raw.items()}
+        self._reset()
+
+    def _reset(self, parts: Sequence[str] = ()) -> None:
+        """Open the store anew: the ``parts`` first, in this order (entries are numbered in
+        the order parts are opened), then every other."""
+        self._parts: list[str] = []
+        self._values: list[np.ndarray] = []
+        self._failures: list[pa.Array] = []
+        self._failed: list[np.ndarray] = []
+        self._keys = np.empty(0, dtype=f"S{KEY_BYTES}")
+        self._entries = np.empty(0, dtype=np.int64)  # sorted position -> entry
+        self._starts = np.zeros(1, dtype=np.int64)  # part -> its first entry
+        self.refresh(parts)
 
     def __getstate__(self) -> dict:
-        return {"folder": self.folder}
+        return {"featurizer": self.featurizer, "folder": self.folder, "parts": self._parts}
 
     def __setstate__(self, state: dict) -> None:
-        self.folder = state["folder"]
-        self._open()
+        self.featurizer, self.folder = state["featurizer"], state["folder"]
+        self._reset(state["parts"])  # the same entries as the pickled store's
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._keys)
 
+    def refresh(self, first: Sequence[str] = ()) -> None:
+        """Take in the parts other processes added since the store was opened (``first``
+        before the others)."""
+        names = sorted(p.name for p in (self.folder / "parts").glob("part-*.arrow"))
+        known = set(self._parts)
+        new = [n for n in [*first, *names] if n not in known]
+        new = list(dict.fromkeys(new))
+        if not new:
+            return
+        keys = [self._keys]
+        for name in new:
+            try:
+                table = pa.ipc.open_file(
+                    pa.memory_map(str(self.folder / "parts" / name))
+                ).read_all()
+                key = table.column("key").combine_chunks()
+                values = table.column("values").combine_chunks()
+                width = values.type.list_size
+                block = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+            except (OSError, pa.ArrowException, KeyError) as exc:
+                raise RegalError(
+                    f"{self.folder / 'parts' / name}: damaged feature part ({exc}); delete it "
+                    "(its molecules are computed again)"
+                ) from exc
+            keys.append(
+                np.frombuffer(key.buffers()[1], dtype=f"S{KEY_BYTES}", count=len(key),
+                              offset=key.offset * KEY_BYTES)
+            )  # fmt: skip
+            self._parts.append(name)
+            self._values.append(block)
+            failure = table.column("failure").combine_chunks()
+            self._failures.append(failure)
+            self._failed.append(failure.is_valid().to_numpy(zero_copy_only=False))
+        self._keys = np.concatenate(keys)
+        self._starts = np.cumsum([0, *(len(v) for v in self._values)])
+        self._entries = np.argsort(self._keys, kind="stable")
 
-def _build(
-    featurizer: Featurizer,
-    smiles: Sequence[str],
-    target: Path,
-    key: dict,
-    workers: int,
-    chunk: int,
-) -> None:
-    start = time.perf_counter()
-    partial = target.with_name(f"{target.name}.partial")
-    try:
-        partial.mkdir(parents=True, exist_ok=True)
-        write_synced(partial / "key.json", json.dumps(key, indent=1).encode())
-    except OSError as exc:
-        raise RegalError(
-            f"{target.parent}: cannot write the {featurizer.name} feature cache ({exc}); set "
-            "data.cache_dir (molecules) or data.dataset.root (QM9) to a writable folder"
-        ) from exc
-    n = len(smiles)
-    chunks = range((n + chunk - 1) // chunk)
-    todo = [c for c in chunks if not (partial / f"chunk_{c:06d}.npz").is_file()]
-    done = n - sum(min(chunk, n - c * chunk) for c in todo)
-    _say(
-        f"features {featurizer.name}: computing {n - done:,} of {n:,} molecules with "
-        f"{min(workers, max(len(todo), 1))} processes -> {target}"
-        + (f" ({done:,} kept from a build that stopped)" if done else "")
-    )
-    progress = _Progress(featurizer.name, n, done)
-    jobs = ((c, list(smiles[c * chunk : (c + 1) * chunk])) for c in todo)
-    with _results(featurizer, jobs, workers, len(todo)) as results:
-        for c, values, reasons in results:
-            _write_chunk(partial / f"chunk_{c:06d}.npz", values, reasons)
-            progress.update(len(reasons))
-    progress.close()
-    failures = _assemble(partial, n, len(featurizer.columns), chunks, chunk)
-    seconds = time.perf_counter() - start
-    meta = {"key": key, "seconds": round(seconds, 2), "failures": len(failures)}
-    write_synced(partial / "meta.json", json.dumps(meta, indent=1).encode())
-    for c in chunks:
-        (partial / f"chunk_{c:06d}.npz").unlink()
-    (partial / "key.json").unlink()
-    try:
-        partial.rename(target)
-    except OSError:
-        if not (target / "meta.json").is_file():
-            raise
-        shutil.rmtree(partial)  # another host built the same store meanwhile
-    _say(
-        f"features {featurizer.name}: {n:,} molecules in {seconds:.1f} s"
-        + (
-            f", {len(failures):,} failed (imputed; see {target / 'failures.json'})"
-            if failures
-            else ""
+    def locate(self, keys: np.ndarray) -> np.ndarray:
+        """The entry of each key, the first one where several parts hold it; -1 if none."""
+        if len(self._keys) == 0:
+            return np.full(len(keys), -1, dtype=np.int64)
+        ordered = self._keys[self._entries]
+        at = np.searchsorted(ordered, keys).clip(max=len(ordered) - 1)
+        found = ordered[at] == keys
+        return np.where(found, self._entries[at], -1)
+
+    def _part_rows(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        part = np.searchsorted(self._starts, entries, side="right") - 1
+        return part, entries - self._starts[part]
+
+    def values(self, entries: np.ndarray) -> np.ndarray:
+        """The values of ``entries`` (all >= 0), every column the featurizer computes."""
+        out = np.empty((len(entries), len(self.featurizer.columns)), dtype=np.float32)
+        part, row = self._part_rows(np.asarray(entries, dtype=np.int64))
+        for p in np.unique(part):
+            mask = part == p
+            out[mask] = self._values[p][row[mask]]
+        return out
+
+    def failed(self, entries: np.ndarray) -> np.ndarray:
+        """Whether the featurizer failed on each of ``entries`` (all >= 0), ``[k]`` bool."""
+        out = np.zeros(len(entries), dtype=bool)
+        part, row = self._part_rows(np.asarray(entries, dtype=np.int64))
+        for p in np.unique(part):
+            mask = part == p
+            out[mask] = self._failed[p][row[mask]]
+        return out
+
+    def failures(self, entries: np.ndarray) -> list[str | None]:
+        """Why the featurizer failed on each of ``entries`` (None where it did not)."""
+        part, row = self._part_rows(np.asarray(entries, dtype=np.int64))
+        return [self._failures[p][r].as_py() for p, r in zip(part, row, strict=True)]
+
+    def add(self, keys: np.ndarray, smiles: Sequence[str], workers: int) -> int:
+        """Compute the molecules ``smiles`` (their ``keys``) that the store does not hold yet,
+        in ``workers`` processes, one part per :data:`CHUNK`; returns how many it computed.
+
+        A computation that is killed keeps every part it finished. Processes of this host
+        that add at the same time wait for each other, so each molecule is computed once.
+        """
+        with one_builder(self.folder / f"compute-{socket.gethostname()}"):
+            self.refresh()
+            missing = np.flatnonzero(self.locate(keys) < 0)
+            _, first = np.unique(keys[missing], return_index=True)
+            todo = missing[np.sort(first)]
+            if len(todo) == 0:
+                return 0
+            self._compute(keys[todo], [smiles[i] for i in todo], workers)
+            self.refresh()
+        return len(todo)
+
+    def _compute(self, keys: np.ndarray, smiles: list[str], workers: int) -> None:
+        name, n = self.featurizer.name, len(keys)
+        chunks = [range(first, min(first + CHUNK, n)) for first in range(0, n, CHUNK)]
+        say(
+            f"features {name}: computing {n:,} molecules with "
+            f"{min(workers, len(chunks))} processes -> {self.folder}"
         )
-    )
-
-
-@contextmanager
-def _results(
-    featurizer: Featurizer, jobs: Iterator[tuple[int, list[str]]], workers: int, count: int
-) -> Iterator[Iterator[tuple[int, np.ndarray, list[str | None]]]]:
-    """``(chunk, values, reasons)`` of every job: computed here, or by ``workers`` fresh
-    processes (:mod:`regal_torch.features.worker`) in the order they finish."""
-    if workers <= 1 or count <= 1:
-        featurizer.start()
-        yield ((c, *featurizer.compute(s)) for c, s in jobs)
-        return
-    pool = _Workers(featurizer, min(workers, count))
-    try:
-        yield pool.run(jobs)
-    finally:
-        pool.close()
-
-
-class _Workers:
-    """Worker processes with one thread per math library each (unless the variables are
-    set), fed one job at a time.
-
-    A worker that dies (a crash in compiled code) is replaced, and its job is split in two
-    and computed again, down to the one molecule that kills it, which fails with that reason.
-    """
-
-    def __init__(self, featurizer: Featurizer, n: int) -> None:
-        self.featurizer = featurizer
-        self.env = {v: "1" for v in _THREAD_VARIABLES} | dict(os.environ)
-        # the build's sys.path: a featurizer the build can import, the workers can too
-        self.env["PYTHONPATH"] = os.pathsep.join(path or os.getcwd() for path in sys.path)
-        self.idle: list[subprocess.Popen] = []
-        self.busy: dict[int, tuple[subprocess.Popen, tuple[int, int, list[str]]]] = {}
-        for _ in range(n):
-            self.idle.append(self._start())
-
-    def _start(self) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "regal_torch.features.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=self.env,
-        )
-        pickle.dump(self.featurizer, process.stdin)
-        process.stdin.flush()
-        return process
-
-    def run(
-        self, jobs: Iterator[tuple[int, list[str]]]
-    ) -> Iterator[tuple[int, np.ndarray, list[str | None]]]:
-        queue: deque[tuple[int, int, list[str]]] = deque()
-        parts: dict[int, list[tuple[int, np.ndarray, list[str | None]]]] = {}
-        sizes: dict[int, int] = {}
-        jobs = iter(jobs)
-        while True:
-            while self.idle:
-                if not queue:
-                    job = next(jobs, None)
-                    if job is None:
-                        break
-                    sizes[job[0]] = len(job[1])
-                    queue.append((job[0], 0, job[1]))
-                self._give(self.idle.pop(), queue.popleft())
-            if not self.busy:
-                return
-            for stream in wait([p.stdout for p, _ in self.busy.values()]):
-                process, job = self.busy.pop(stream.fileno())
-                try:
-                    message = pickle.load(stream)
-                except (EOFError, pickle.UnpicklingError):
-                    message = None
-                if message is not None and message[0] == "error":
-                    raise RegalError(message[1])
-                if message is None:  # it died on this job
-                    code = process.wait()
-                    self.idle.append(self._start())
-                    chunk, start, smiles = job
-                    if len(smiles) > 1:
-                        half = len(smiles) // 2
-                        queue.extend(
-                            [(chunk, start, smiles[:half]), (chunk, start + half, smiles[half:])]
-                        )
-                        continue
-                    values = np.full((1, len(self.featurizer.columns)), np.nan, np.float32)
-                    message = (
-                        chunk,
-                        start,
-                        values,
-                        [f"the featurizer's process died (exit code {code})"],
-                    )
-                else:
-                    self.idle.append(process)
-                chunk, start, values, reasons = message
-                parts.setdefault(chunk, []).append((start, values, reasons))
-                if sum(len(r) for _, _, r in parts[chunk]) == sizes[chunk]:
-                    pieces = sorted(parts.pop(chunk), key=lambda part: part[0])
-                    yield (
-                        chunk,
-                        np.concatenate([v for _, v, _ in pieces]),
-                        [r for _, _, rs in pieces for r in rs],
-                    )
-
-    def _give(self, process: subprocess.Popen, job: tuple[int, int, list[str]]) -> None:
-        pickle.dump(job, process.stdin)
-        process.stdin.flush()
-        self.busy[process.stdout.fileno()] = (process, job)
-
-    def close(self) -> None:
-        for process in [*self.idle, *(p for p, _ in self.busy.values())]:
-            process.kill()
-            process.wait()
-            process.stdin.close()
-            process.stdout.close()
-
-
-def _write_chunk(path: Path, values: np.ndarray, reasons: list[str | None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    failed = {i: r for i, r in enumerate(reasons) if r is not None}
-    with open(tmp, "wb") as f:
-        np.savez(f, values=values, failures=np.array(json.dumps(failed)))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _assemble(partial: Path, n: int, columns: int, chunks: range, size: int) -> dict[int, str]:
-    """Write ``values.npy``, ``fill.npy`` and ``failures.json`` from the chunk files."""
-    values = np.lib.format.open_memmap(
-        partial / "values.npy", mode="w+", dtype=np.float32, shape=(n, columns)
-    )
-    failures: dict[int, str] = {}
-    total, count = np.zeros(columns), np.zeros(columns)
-    for c in chunks:
-        with np.load(partial / f"chunk_{c:06d}.npz") as chunk:
-            block = chunk["values"]
-            failed = json.loads(str(chunk["failures"]))
-        values[c * size : c * size + len(block)] = block
-        failures.update({c * size + int(i): r for i, r in failed.items()})
-        finite = np.isfinite(block)
-        total += np.where(finite, block, 0).sum(0)
-        count += finite.sum(0)
-    values.flush()
-    del values
-    fill = np.where(count > 0, total / np.maximum(count, 1), 0).astype(np.float32)
-    np.save(partial / "fill.npy", fill)
-    write_synced(partial / "failures.json", json.dumps(failures).encode())
-    return failures
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-class _Progress:
-    """A bar on a terminal; else a line every :data:`_LINE_SECONDS` seconds."""
-
-    def __init__(self, name: str, total: int, done: int) -> None:
-        self.name, self.total, self.done = name, total, done
-        self.start = self.last = time.perf_counter()
-        self.first = done
-        self.bar = tqdm(
-            total=total,
-            initial=done,
-            desc=f"features {name}",
-            unit="mol",
-            file=sys.stderr,
-            disable=not sys.stderr.isatty(),
-            dynamic_ncols=True,
+        start = time.perf_counter()
+        progress = Progress(name, n, 0)
+        jobs = ((c, [canonical_smiles(smiles[i]) for i in rows]) for c, rows in enumerate(chunks))
+        failed = 0
+        with computed(self.featurizer, jobs, workers, len(chunks)) as results:
+            for c, values, reasons in results:
+                self._write_part(keys[chunks[c].start : chunks[c].stop], values, reasons)
+                failed += sum(r is not None for r in reasons)
+                progress.update(len(reasons))
+        progress.close()
+        say(
+            f"features {name}: {n:,} molecules in {time.perf_counter() - start:.1f} s"
+            + (f", {failed:,} failed" if failed else "")
         )
 
-    def update(self, k: int) -> None:
-        self.done += k
-        self.bar.update(k)
-        now = time.perf_counter()
-        if self.bar.disable and now - self.last >= _LINE_SECONDS:
-            self.last = now
-            rate = (self.done - self.first) / (now - self.start)
-            left = (self.total - self.done) / rate if rate > 0 else float("nan")
-            _say(
-                f"features {self.name}: {self.done:,}/{self.total:,} molecules "
-                f"({100 * self.done / self.total:.0f}%), ~{left / 60:.0f} min left"
-            )
-
-    def close(self) -> None:
-        self.bar.close()
+    def _write_part(self, keys: np.ndarray, values: np.ndarray, reasons: list[str | None]) -> None:
+        width = len(self.featurizer.columns)
+        flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
+        table = pa.table({
+            "key": pa.array(list(keys), type=pa.binary(KEY_BYTES)),
+            "values": pa.FixedSizeListArray.from_arrays(flat, width),
+            "failure": pa.array(reasons, type=pa.string()),
+        })  # fmt: skip
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        name = f"part-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(8)}.arrow"
+        atomic_write_bytes(self.folder / "parts" / name, sink.getvalue().to_pybytes())

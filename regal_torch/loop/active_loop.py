@@ -17,7 +17,6 @@ first selects and writes (:mod:`regal_torch.loop.processes`).
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from dataclasses import replace
@@ -28,7 +27,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -37,6 +36,7 @@ from regal_torch.conformal import interval_metrics
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.featurize import FEATURIZER_VERSION
 from regal_torch.errors import RegalError
+from regal_torch.files import RUN_HINT, write_csv
 from regal_torch.local_calibration import (
     NeighbourCalibration,
     Recalibration,
@@ -48,17 +48,19 @@ from regal_torch.loop.checks import check_budget, check_capabilities, check_conf
 from regal_torch.loop.cold_start import initial_picks
 from regal_torch.loop.labelling import Labelling
 from regal_torch.loop.loggers import RunLoggers
-from regal_torch.loop.neutral_keys import fingerprint
-from regal_torch.loop.outputs import predict_with_std, prediction_frame, set_names, write_table
 from regal_torch.loop.processes import check_processes, process_rank
-from regal_torch.loop.progress import RoundProgress, round_line, show_progress
+from regal_torch.loop.progress import RoundProgress, round_line
 from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
-from regal_torch.loop.state import RunState, atomic_write_bytes
+from regal_torch.loop.state import RunState
 from regal_torch.metrics import regression_metrics
 from regal_torch.models.capabilities import capabilities_of
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import Prediction, PredictionRequest
-from regal_torch.saved_model import MODEL_FILE, save_model
+from regal_torch.neutral_keys import fingerprint
+from regal_torch.outputs.data_card import DataCard
+from regal_torch.outputs.model_file import Calibration
+from regal_torch.outputs.run_outputs import write_run_outputs
+from regal_torch.quiet import show_progress
 from regal_torch.strategies.base import SelectionContext
 
 
@@ -244,6 +246,8 @@ class ActiveLoop:
     def _round(self, r: int, acquire: bool) -> dict[str, Any]:
         """Train, score and (with ``acquire``) pick and label round ``r``; returns its row of
         ``history.csv`` (metrics and timings). Nothing is written to the run folder."""
+        features = getattr(self.dataset, "molecule_features", None)
+        featurised = (0, 0.0) if features is None else (features.computed, features.seconds)
         model = self._model(r)
         trainer = self._trainer(r)
         start = time.perf_counter()
@@ -255,9 +259,7 @@ class ActiveLoop:
                 trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
         except SIGTERMException:  # Lightning ends fit with this (a SystemExit of status 0)
             raise _terminated(r) from None
-        # e.g. during on_train_end, after the last batch; under DDP, on any process
-        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
-            raise _terminated(r)
+        self._stop_if_terminated(trainer, r)  # e.g. during on_train_end, after the last batch
         row: dict[str, Any] = {"round": r, "n_labeled": len(self.dm.labeled)}
         row["seconds_train"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -273,6 +275,9 @@ class ActiveLoop:
         )
         if self.cfg.loop.warm_start:
             self.weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if features is not None:  # molecules whose features this round computed (all phases)
+            row["n_featurised"] = features.computed - featurised[0]
+            row["seconds_features"] = features.seconds - featurised[1]
         return row
 
     def _score(
@@ -403,9 +408,15 @@ class ActiveLoop:
         """Round ``r``'s prediction over ``positions``, stopped by a SIGTERM received during it
         by any process (Lightning lets predict run on to its end)."""
         prediction = predict(trainer, model, self.dm.loader(positions), request)
+        self._stop_if_terminated(trainer, r)
+        return prediction
+
+    @staticmethod
+    def _stop_if_terminated(trainer: pl.Trainer, r: int) -> None:
+        """Stop round ``r`` if any process received SIGTERM (SLURM preemption, ``kill``):
+        Lightning lets ``predict`` and the end of ``fit`` run on after it."""
         if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
             raise _terminated(r)
-        return prediction
 
     def _write_outputs(
         self,
@@ -416,37 +427,22 @@ class ActiveLoop:
         local: NeighbourCalibration | None,
     ) -> None:
         """Round ``r``'s predictions for every molecule and its model
-        (:mod:`regal_torch.loop.outputs`)."""
-        n, dm = len(self.dataset), self.dm
-        mean, std = predict_with_std(
-            trainer, model, dm.loader, torch.arange(n), metrics["var_scale"], local,
-            chunk=200 * dm.predict_batch_size,
-        )  # fmt: skip
-        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
-            raise _terminated(r)
-        if not self.main:
-            return
-        frame = prediction_frame(dm.ids, self.dataset.smiles, mean, std, metrics["conformal_q"])
-        sets = {"labeled": dm.labeled, "val": dm.val, "test": dm.test, "failed": self.labels.failed}
-        frame.insert(2, "set", set_names(n, sets))
-        label = torch.full((n,), math.nan)
-        label[dm.labeled] = dm.labels[dm.labeled]
-        held = torch.cat([dm.val, dm.test])
-        label[held] = dm.truth[held]
-        frame.insert(3, "label", label.numpy())
+        (:mod:`regal_torch.outputs.run_outputs`)."""
         name = "predictions.csv" if r == self.cfg.loop.rounds else f"predictions_round_{r:03d}.csv"
-        write_table(self.run_dir / name, frame, self.cfg.predict.chunk_rows)
-        calibration = {k: metrics[k] for k in ("var_scale", "conformal_q", "interval")}
-        calibration["local"] = None if local is None else local.state()
-        data = {
-            "config": OmegaConf.to_container(self.cfg.data, resolve=True),
-            "kind": "table" if self.dataset.num_edge_features is None else "molecules",
-            "feature_names": dm.feature_names,
-            "featurizer_version": FEATURIZER_VERSION,
-            "target": dm.target,
-            "unit": self.unit,
-        }
-        save_model(self.run_dir / MODEL_FILE, model, {"calibration": calibration, "data": data})
+        calibration = Calibration(
+            var_scale=metrics["var_scale"],
+            conformal_q=metrics["conformal_q"],
+            interval=metrics["interval"],
+            local=None if local is None else local.state(),
+        )
+        card = DataCard.of_run(
+            self.cfg.data, self.dataset, self.dm.target, self.unit, FEATURIZER_VERSION
+        )
+        stop = lambda: self._stop_if_terminated(trainer, r)  # noqa: E731
+        write_run_outputs(
+            self.run_dir, name, trainer, model, self.dm, self.labels.failed, calibration, local,
+            card, self.cfg.predict.chunk_rows, self.main, stop,
+        )  # fmt: skip
 
     def _write_tables(self) -> None:
         if not self.main:
@@ -456,9 +452,7 @@ class ActiveLoop:
             # the target's unit goes with the numbers (empty where the dataset has none)
             tables.append(("history.csv", pd.DataFrame(self.history).assign(unit=self.unit)))
         for name, frame in tables:
-            buffer = io.StringIO()
-            frame.to_csv(buffer, index=False)
-            atomic_write_bytes(self.run_dir / name, buffer.getvalue().encode())
+            write_csv(self.run_dir / name, frame, RUN_HINT)
 
     def _report(self, row: dict[str, Any]) -> None:
         if self.main:

@@ -11,7 +11,6 @@ the same molecules (the run was killed), it computes only those with neither.
 
 from __future__ import annotations
 
-import io
 import signal
 import sys
 import time
@@ -25,7 +24,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from regal_torch.errors import RegalError
-from regal_torch.loop.progress import show_progress
+from regal_torch.files import RUN_HINT, write_csv
 from regal_torch.loop.queries import (
     QUERY_COLUMNS,
     Answers,
@@ -33,7 +32,7 @@ from regal_torch.loop.queries import (
     query_path,
     read_table,
 )
-from regal_torch.loop.state import atomic_write_bytes
+from regal_torch.quiet import show_progress
 
 # What a calculation hands back for one molecule: its id, the label (None: failed) and why not.
 Record = Callable[[str, float | None, str], None]
@@ -210,9 +209,7 @@ def _read_record(path: Path) -> pd.DataFrame:
 
 
 def _write(path: Path, frame: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    frame[[*QUERY_COLUMNS, "error"]].to_csv(buffer, index=False)
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    write_csv(path, frame[[*QUERY_COLUMNS, "error"]], RUN_HINT)
 
 
 @contextmanager

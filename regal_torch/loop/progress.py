@@ -16,21 +16,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from regal_torch.errors import RegalError
-
-
-def show_progress(setting: bool | str) -> bool:
-    """``progress`` config value (true, false or "auto") -> whether to draw bars.
-
-    Raises:
-        RegalError: the value is none of those.
-    """
-    if setting == "auto":
-        return sys.stderr.isatty()
-    if isinstance(setting, bool):
-        return setting
-    raise RegalError(f"progress must be true, false or auto; got {setting!r}")
-
 
 def round_line(row: dict[str, Any], rounds: int, unit: str) -> str:
     """The line printed for a finished round: its labels, test metrics and seconds per phase
@@ -50,6 +35,8 @@ def round_line(row: dict[str, Any], rounds: int, unit: str) -> str:
             f"width {row['test_interval_width']:.3f}{unit} "
             f"(const {row['test_interval_width_const']:.3f})"
         )
+    if "n_featurised" in row and not math.isnan(row["n_featurised"]):  # within the phases
+        seconds += f" | featurised {int(row['n_featurised'])} ({row['seconds_features']:.1f} s)"
     return (
         f"round {row['round']}/{rounds} | labeled {row['n_labeled']} | "
         f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit} | "
@@ -71,7 +58,7 @@ class RoundProgress:
     Args:
         first_round: The round this process starts at (0, or later on a resume).
         last_round: The last round (``loop.rounds``).
-        show: Draw the bar (see :func:`show_progress`).
+        show: Draw the bar (see :func:`regal_torch.quiet.show_progress`).
     """
 
     def __init__(self, first_round: int, last_round: int, show: bool) -> None:

@@ -13,7 +13,6 @@ in, or, in a folder without ``state.pt``, ``selected.csv`` (:func:`check_fresh_s
 from __future__ import annotations
 
 import difflib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor
 
 from regal_torch.errors import RegalError
-from regal_torch.loop.state import atomic_write_bytes
+from regal_torch.files import RUN_HINT, write_csv
 
 QUERY_COLUMNS = ("id", "smiles", "predicted_mean", "predicted_std", "label")
 
@@ -65,10 +64,8 @@ def write_query(path: Path, ids: list[str], smiles: list[str], mean: Tensor, std
         },
         columns=list(QUERY_COLUMNS),
     )
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    write_csv(path, frame, RUN_HINT)
 
 
 _LARGEST = float(np.finfo(np.float32).max)  # labels are kept as float32

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import secrets
-import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -21,6 +18,7 @@ from typing import Any
 import torch
 
 from regal_torch.errors import RegalError
+from regal_torch.files import RUN_HINT, atomic_write_bytes, remove_temporaries
 
 STATE_VERSION = 2
 
@@ -44,7 +42,7 @@ class RunState:
 
     Attributes:
         fingerprint: The run's config less the result-neutral options
-            (:func:`regal_torch.loop.neutral_keys.fingerprint`), checked on resume.
+            (:func:`regal_torch.neutral_keys.fingerprint`), checked on resume.
         round: The last finished round (-1: a closed loop whose start set is being computed).
         acquired: Whether that round picked and labeled its batch (its last round did not).
         labeled: Dataset positions of the labeled molecules, in labeling order.
@@ -123,59 +121,6 @@ REQUIRED_KEYS = tuple(
 )
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so a reader sees the old file or the new, never a mix.
-
-    Temporary file in the same folder, flush, fsync, ``os.replace``, then fsync the folder.
-    The file gets the mode a plain ``open(path, "wb")`` would give it: that of the file it
-    replaces, else ``0o666`` less the umask (e.g. ``0o644``), so a group sharing the folder can
-    read it.
-    """
-    path = Path(path)
-    try:
-        _write_replacing(path, payload)
-    except OSError as exc:
-        raise RegalError(
-            f"{path}: cannot write it ({type(exc).__name__}: {exc.strerror or exc}); the "
-            "finished rounds are kept: fix the folder's permissions or space and re-run"
-        ) from exc
-
-
-def _write_replacing(path: Path, payload: bytes) -> None:
-    fd, tmp = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                os.fchmod(f.fileno(), stat.S_IMODE(path.stat().st_mode))
-            except FileNotFoundError:
-                pass  # a new file: the mode the umask left
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _create_temporary(path: Path) -> tuple[int, Path]:
-    """A new file ``.NAME.RANDOM.tmp`` next to ``path``, opened for writing, created with
-    mode ``0o666`` so that the kernel applies the umask (``tempfile.mkstemp`` gives ``0o600``)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
-
-
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Checkpoint ``state`` (tensors, numbers, strings, lists and dicts of them) atomically.
 
@@ -195,7 +140,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         },
         outer,
     )
-    atomic_write_bytes(path, outer.getvalue())
+    atomic_write_bytes(path, outer.getvalue(), RUN_HINT)
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -265,10 +210,11 @@ def load_state(
     the state and the config are compared on that, so an option whose change has no effect on
     this run does not block the resume.
 
-    Temporary files that a killed :func:`atomic_write_bytes` left in the folder are removed
-    once the state is accepted (the files they were to replace are intact), so a refused state
-    leaves the folder as it was; the caller holds the folder's lock (:mod:`regal_torch.lock`),
-    so no other process is writing them. Options the state does not know (added to
+    Temporary files that a killed writer (:func:`regal_torch.files.atomic_write_bytes`) left in
+    the folder, and in its ``queries/`` folder, are removed once the state is accepted (the
+    files they were to replace are intact), so a refused state leaves the folder as it was;
+    the caller holds the folder's lock (:mod:`regal_torch.lock`), so no other process is
+    writing them. Options the state does not know (added to
     regal_torch or to the config after the run started; a new option's default keeps the old
     behaviour) do not block the resume: they are named in one line on stderr and the run goes
     on with their current values, except those of :data:`BEFORE_OPTION` set to something
@@ -336,6 +282,7 @@ def _cli(value: Any) -> str:
     return str(value)
 
 
-def _remove_temporaries(folder: Path) -> None:
-    for stale in folder.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+def _remove_temporaries(run_dir: Path) -> None:
+    """What killed writers left in the run folder and its ``queries/`` folder."""
+    for folder in (run_dir, run_dir / "queries"):
+        remove_temporaries(folder, every=True)

@@ -1,4 +1,5 @@
-"""Input standardisation of a table's features: a small module a regressor applies first."""
+"""Input standardisation of a table's features or molecule features: a small module a
+regressor applies first."""
 
 from __future__ import annotations
 
@@ -40,14 +41,21 @@ class FeatureScaler(nn.Module):
 
     @classmethod
     def fit(cls, x: Tensor) -> FeatureScaler:
-        """Mean and (population) std of every column of ``x`` (``[L, D]``, L >= 1); a column
-        that does not vary gets std 1, so it becomes 0 everywhere."""
-        std = x.std(0, correction=0) if len(x) > 1 else torch.zeros(x.shape[1])
-        return cls(x.mean(0), torch.where(std > 0, std, torch.ones_like(std)))
+        """Mean and (population) std of every column of ``x`` (``[L, D]``, L >= 1) over its
+        values that are not NaN (a featurizer's failures); a column that does not vary, or
+        has no value, gets std 1 (and mean 0 without a value), so it becomes 0 everywhere."""
+        known = ~x.isnan()
+        count = known.sum(0)
+        mean = torch.where(known, x, 0).sum(0) / count.clamp_min(1)
+        var = torch.where(known, x - mean, 0).pow(2).sum(0) / count.clamp_min(1)
+        std = var.sqrt()
+        return cls(mean, torch.where(std > 0, std, torch.ones_like(std)))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Standardised inputs ``(x - mean) / std``."""
-        return (x - self.mean) / self.std
+        """Standardised inputs ``(x - mean) / std``; a NaN (a featurizer's failure) becomes 0,
+        the training molecules' mean."""
+        z = (x - self.mean) / self.std
+        return torch.where(z.isnan(), torch.zeros_like(z), z)
 
     def extra_repr(self) -> str:
         return f"features={len(self.mean)}"

@@ -52,7 +52,7 @@ class GPPosterior(ABC):
             self.constant = gp.mean_module.constant.detach()
             self.noise = gp.likelihood.noise.detach().squeeze()
             self.scaling = scaling
-            # what it was conditioned on, for a saved model (regal_torch.saved_model)
+            # what it was conditioned on, for a saved model (regal_torch.outputs.model_file)
             self.train_inputs, self.train_targets = train_x.detach(), train_y.detach()
 
     @abstractmethod

@@ -110,7 +110,7 @@ class Regressor(pl.LightningModule):
 
     def checkpoint_extras(self) -> dict[str, Any]:
         """What a saved model needs besides its ``state_dict`` and hparams to predict as this
-        one does (:mod:`regal_torch.saved_model`); nothing for a network."""
+        one does (:mod:`regal_torch.outputs.model_file`); nothing for a network."""
         return {}
 
     def restore_extras(self, extras: dict[str, Any]) -> None:
@@ -131,7 +131,10 @@ class Regressor(pl.LightningModule):
         if not self.target_scaler.has_baseline:
             return None
         features = getattr(batch, "features", None)
-        return batch.x if features is None else features
+        if features is None:
+            return batch.x
+        scaler = self.feature_scaler  # a failed feature: the training molecules' mean
+        return features if scaler is None else torch.where(features.isnan(), scaler.mean, features)
 
     def to_target(self, standardised: Tensor, batch: Batch) -> Tensor:
         """Standardised outputs ``[..., B]`` of ``batch`` in the target's units."""

@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from regal_torch.errors import RegalError
+from regal_torch.files import RUN_HINT, write_csv
 from regal_torch.loop.oracle import ComputedOracle, Record
-from regal_torch.loop.state import atomic_write_bytes
 from regal_torch.oracles.function import check_timeout
 
 POLL_SECONDS = 0.5
@@ -72,9 +72,7 @@ class CommandOracle(ComputedOracle):
         if not left:
             return
         frame = pd.DataFrame({"id": list(left), "smiles": list(left.values())})
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False)
-        atomic_write_bytes(query, buffer.getvalue().encode())
+        write_csv(query, frame, RUN_HINT)
         line = f"{self.command} {shlex.quote(str(query))} {shlex.quote(str(output))}"
         with open(log, "ab") as out:
             process = subprocess.Popen(

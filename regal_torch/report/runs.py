@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from regal_torch.errors import RegalError
-from regal_torch.loop.neutral_keys import fingerprint, is_neutral
+from regal_torch.neutral_keys import fingerprint, is_neutral
 
 REQUIRED_COLUMNS = ("n_labeled", "test_mae", "test_rmse")
 

@@ -1,19 +1,13 @@
-"""What a run leaves its user: the model's predictions for every molecule, and the model.
+"""Predictions as a table: every molecule's mean, the std the run uses and its interval.
 
-At the end of a run (and after every round with ``predict.every_round=true``) the loop
-predicts every molecule of the dataset with the round's model and writes
-
-- ``predictions.csv`` (``predictions_round_XXX.csv`` for a round before the last): one row
-  per molecule with ``id``, ``smiles``, ``set`` (``labeled``, ``pool``, ``val``, ``test`` or
-  ``failed``), ``label`` (the labeled, validation and test molecules' labels; empty for the
-  pool), ``mean``, ``std`` (the std the run uses: recalibrated on the validation molecules,
-  or their local variance with ``loop.local_neighbours``) and ``lower``, ``upper``: the
-  split-conformal interval of ``predict.interval`` coverage
-  (:mod:`regal_torch.conformal`). Above ``predict.chunk_rows`` rows the table is a folder
-  ``predictions/`` of files ``part-00000.csv``, ... of that many rows each;
-- ``model.ckpt``: the model, with what rebuilds it (:mod:`regal_torch.saved_model`).
-
-Every file is written to a temporary name and renamed, so a kill never leaves a half file.
+:func:`predict_with_std` predicts a set of molecules in chunks (so that no embedding of the
+whole set is held) and gives each one's mean and std: the local one with
+``loop.local_neighbours``, else the model's variance times the validation factor.
+:func:`prediction_frame` makes the table (``id``, ``smiles``, ``mean``, ``std`` and the
+split-conformal interval ``lower``, ``upper``, :mod:`regal_torch.conformal`) and
+:func:`write_table` writes it: one CSV file, or above ``chunk_rows`` rows a folder of Parquet
+parts (``part-00000.parquet``, ...) that ``pandas.read_parquet(folder)`` reads as one table.
+Every file appears whole (a temporary name renamed into place).
 """
 
 from __future__ import annotations
@@ -29,8 +23,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from regal_torch.errors import RegalError
+from regal_torch.files import atomic_write_bytes, write_csv
 from regal_torch.local_calibration import NeighbourCalibration
-from regal_torch.loop.state import atomic_write_bytes
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
 
@@ -45,11 +40,13 @@ def predict_with_std(
     var_scale: float,
     local: NeighbourCalibration | None,
     chunk: int = 20000,
+    stop: Callable[[], None] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The mean and the std the run uses (the local one with ``loop.local_neighbours``, else
-    the variance times the validation factor ``var_scale``) of every molecule of
-    ``positions``, predicted ``chunk`` molecules at a time (``loader`` makes a loader over
-    positions), so that no embedding of the whole set is held.
+    """The mean and the std the run uses (the local one with ``local``, else the variance
+    times the validation factor ``var_scale``) of every molecule of ``positions``, predicted
+    ``chunk`` molecules at a time (``loader`` makes a loader over positions).
+
+    ``stop`` is called after each chunk (it raises to end the prediction, e.g. on SIGTERM).
 
     Shapes:
         positions: ``[N]`` -> mean ``[N]``, std ``[N]``.
@@ -59,6 +56,8 @@ def predict_with_std(
     means, stds = [], []
     for part in positions.split(chunk):
         prediction = predict(trainer, model, loader(part), request)
+        if stop is not None:
+            stop()
         var = prediction.var * var_scale if local is None else local.variance(prediction)
         means.append(prediction.mean)
         stds.append(var.sqrt())
@@ -99,26 +98,34 @@ def set_names(n: int, sets: dict[str, Tensor]) -> list[str]:
     return names
 
 
-def write_table(path: Path, frame: pd.DataFrame, chunk_rows: int) -> Path:
+def write_table(path: Path, frame: pd.DataFrame, chunk_rows: int, hint: str = "") -> Path:
     """Write ``frame`` as the CSV file ``path``, or, above ``chunk_rows`` rows, as the folder
-    ``path`` less its suffix, of ``part-XXXXX.csv`` files; returns what was written.
+    ``path`` less its suffix, of ``part-XXXXX.parquet`` files of ``chunk_rows`` rows each;
+    returns what was written.
 
     Whichever form is written replaces the other (a run that grew past ``chunk_rows``); both
-    appear at once (a temporary file or folder renamed into place).
+    appear at once (a temporary file or folder renamed into place). ``hint`` is said when a
+    file cannot be written.
+
+    Raises:
+        RegalError: a file cannot be written.
     """
     path = Path(path)
     folder = path.with_suffix("")
     if len(frame) <= chunk_rows:
-        atomic_write_bytes(path, _csv(frame))
+        write_csv(path, frame, hint)
         shutil.rmtree(folder, ignore_errors=True)
         return path
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    try:
+        partial.mkdir(parents=True)
+    except OSError as exc:
+        raise RegalError(f"{folder}: cannot write it ({exc.strerror or exc}){hint}") from exc
     for part, start in enumerate(range(0, len(frame), chunk_rows)):
-        atomic_write_bytes(
-            partial / f"part-{part:05d}.csv", _csv(frame[start : start + chunk_rows])
-        )
+        buffer = io.BytesIO()
+        frame[start : start + chunk_rows].to_parquet(buffer, index=False)
+        atomic_write_bytes(partial / f"part-{part:05d}.parquet", buffer.getvalue(), hint)
     old = folder.with_name(f".{folder.name}.old")
     if folder.exists():
         folder.rename(old)
@@ -126,9 +133,3 @@ def write_table(path: Path, frame: pd.DataFrame, chunk_rows: int) -> Path:
     shutil.rmtree(old, ignore_errors=True)
     path.unlink(missing_ok=True)
     return folder
-
-
-def _csv(frame: pd.DataFrame) -> bytes:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return buffer.getvalue().encode()
