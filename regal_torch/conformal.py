@@ -8,7 +8,9 @@ On the validation molecules (never trained on) the score of molecule ``i`` is
 as :math:`\\sigma` does; the baseline it must beat is the constant-width interval of the same
 coverage, :math:`\\mu \\pm q_0` with :math:`q_0` the same quantile of :math:`|y_i - \\mu_i|`.
 The scale of :math:`\\sigma` does not matter (:math:`q` absorbs it), so a recalibrated and a raw
-std give the same intervals.
+std give the same intervals. Below :func:`finite_size` validation molecules the rank
+:math:`\\lceil (n+1)\\,c \\rceil` exceeds ``n`` and the interval is infinite
+(:func:`too_few_warning` says so).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 
 from torch import Tensor
 
-__all__ = ["conformal_quantile", "interval_metrics"]
+__all__ = ["conformal_quantile", "finite_size", "interval_metrics", "too_few_warning"]
 
 
 def conformal_quantile(scores: Tensor, coverage: float) -> float:
@@ -31,6 +33,35 @@ def conformal_quantile(scores: Tensor, coverage: float) -> float:
     if k > n:
         return math.inf
     return scores.flatten().sort().values[k - 1].item()
+
+
+def finite_size(coverage: float) -> int:
+    """The fewest scores that give ``coverage`` a finite quantile: the least ``n`` with
+    :math:`\\lceil (n+1) c \\rceil \\le n` (9 for 0.9, 19 for 0.95), computed as
+    :func:`conformal_quantile` rounds.
+
+    Raises:
+        ValueError: ``coverage`` is not in (0, 1).
+    """
+    if not 0 < coverage < 1:
+        raise ValueError(f"coverage must be in (0, 1); got {coverage}")
+    n = max(1, math.floor(coverage / (1 - coverage)) - 1)  # (n + 1) c <= n: n >= c / (1 - c)
+    while math.ceil((n + 1) * coverage) > n:
+        n += 1
+    return n
+
+
+def too_few_warning(coverage: float, n: int) -> str | None:
+    """The warning for intervals fitted on ``n`` validation molecules, or None when their
+    quantile is finite."""
+    need = finite_size(coverage)
+    if n >= need:
+        return None
+    return (
+        f"predict.interval={coverage:g} needs at least {need} validation molecules for a "
+        f"finite interval; there are {n}: the interval is infinite (raise "
+        f"data.datamodule.val_size or lower predict.interval)"
+    )
 
 
 def interval_metrics(

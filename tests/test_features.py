@@ -181,3 +181,21 @@ def test_delta_target_round_trips_to_the_target_unit(qm9_root, tmp_path):
     assert TargetScaler(*dm.target_scaling()).has_baseline is False
     with pytest.raises(RegalError, match="'fake_lenght' is not a feature column.*fake_length"):
         dm.target_scaler("fake_lenght")
+
+
+def test_a_larger_subset_computes_only_its_new_molecules(tmp_path, monkeypatch):
+    log = tmp_path / "calls"
+    monkeypatch.setenv("FAKE_FEATURIZER_LOG", str(log))
+    featurizers = {"fake": CountingFeaturizer()}
+
+    def subset(n):
+        return QM9Dataset(str(tmp_path / "qm9"), subset=n, features=["fake"],
+                          featurizers=featurizers, num_workers=1, log=False)  # fmt: skip
+
+    small = subset(60)
+    assert small.molecule_features.computed == 0  # nothing before a step reads them
+    assert small.molecule_features.ensure(np.arange(60)) == 60
+    large = subset(80)
+    new = ~np.isin(large.mol_id.numpy(), small.mol_id.numpy())
+    assert large.molecule_features.ensure(np.arange(80)) == new.sum() < 80
+    assert sum(map(int, log.read_text().split())) == 60 + new.sum()

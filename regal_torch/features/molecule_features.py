@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from regal_torch.errors import RegalError
 from regal_torch.features.featurizer import Featurizer
 from regal_torch.features.store import FeatureStore, molecule_keys
 
-__all__ = ["MoleculeFeatures", "molecule_features"]
+__all__ = ["MoleculeFeatures", "check_names", "molecule_features"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,18 @@ def molecule_features(
     if not names:
         return None
     featurizers = dict(featurizers or {})
+    check_names(names, featurizers)
+    chosen = [featurizers[name] for name in names]
+    return MoleculeFeatures(chosen, [FeatureStore(f, folder) for f in chosen], smiles, workers)
+
+
+def check_names(names: Sequence[str], featurizers: Mapping[str, Any]) -> None:
+    """Refuse ``data.features`` names without a featurizer in ``featurizers`` (configs or
+    objects) or given twice.
+
+    Raises:
+        RegalError: naming the featurizers there are, or the name given twice.
+    """
     for name in names:
         if name not in featurizers:
             known = ", ".join(sorted(featurizers)) or "none"
@@ -64,9 +77,8 @@ def molecule_features(
                 f"data.features: no featurizer {name!r} (data.featurizers has {known})"
             )
     if len(set(names)) < len(names):
-        raise RegalError(f"data.features={names} names a featurizer twice")
-    chosen = [featurizers[name] for name in names]
-    return MoleculeFeatures(chosen, [FeatureStore(f, folder) for f in chosen], smiles, workers)
+        shown = ", ".join(names)
+        raise RegalError(f"data.features=[{shown}] names a featurizer twice")
 
 
 class MoleculeFeatures:

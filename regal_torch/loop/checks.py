@@ -1,25 +1,37 @@
 """Checks of a run's options before anything is trained or written: one error line each.
 
 :func:`check_config` looks at the options alone (types and ranges: ``loop.batch_size=abc``,
-``model.dropout=1.5``, ``trainer.max_epochs=0``, a required option without a value);
-:func:`check_budget` at what they ask of the data once the datamodule is built (enough
-validation and test molecules, a pool large enough for the labels asked for). Every problem
-is a :class:`RegalError` naming the option, its value and what is allowed.
+``model.dropout=1.5``, ``model.regularizer=inf``, ``trainer.max_epochs=0``, a required option
+without a value) and at what the model reads (``model.baseline`` among the feature columns
+the featurizers' ``use`` lists name, a GP with neither fingerprint nor features), before the
+dataset or its features are built; :func:`check_budget` at what they ask of the data once the
+datamodule is built (enough validation and test molecules, a pool large enough for the labels
+asked for). Every problem is a :class:`RegalError` naming the option, its value and what is
+allowed.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import math
 from typing import Any
 
 import torch
-from hydra.utils import get_class
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from regal_torch.conformal import too_few_warning
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9_tables import QM9_SIZE
-from regal_torch.errors import RegalError
+from regal_torch.errors import RegalError, regal_cause
+from regal_torch.features.molecule_features import check_names
 from regal_torch.models.capabilities import capabilities_of
+from regal_torch.models.gp import FingerprintGP
 from regal_torch.option_rules import Rule, choice, integer, number, switch, with_note
+
+log = logging.getLogger(__name__)
 
 _ABSENT = object()
 
@@ -89,8 +101,9 @@ def check_config(cfg: DictConfig) -> None:
     Checks that every required option (``???`` in the configs, e.g. ``data.path`` of
     ``data=molecules``) has a value, and the type and range of the numeric and switch options
     of ``seed``, ``loop``, ``data`` (``subset``, ``datamodule``), ``model`` (those each model
-    config has) and ``trainer.max_epochs``. What depends on the data is left to
-    :func:`check_budget`; strategy options are checked by the strategies.
+    config has) and ``trainer.max_epochs`` (no option takes inf or nan); then what the model
+    reads (:func:`check_inputs`). What depends on the data is left to :func:`check_budget`;
+    strategy options are checked by the strategies.
 
     Raises:
         RegalError: one line, ``OPTION=VALUE must be ALLOWED``.
@@ -109,6 +122,7 @@ def check_config(cfg: DictConfig) -> None:
             _apply(cfg, key, rule)
     for name, rule in model_rules(cfg).items():
         _apply(cfg, f"model.{name}", rule)
+    check_inputs(cfg)
 
 
 def model_rules(cfg: DictConfig) -> dict[str, Rule]:
@@ -127,6 +141,136 @@ def model_rules(cfg: DictConfig) -> dict[str, Rule]:
     return rules
 
 
+def check_inputs(cfg: DictConfig) -> None:
+    """Refuse, from the config alone (no dataset built, no feature computed), inputs the model
+    cannot have: a ``model.baseline`` that is not one of the feature columns the featurizers of
+    ``data.features`` give (their ``use`` lists; a table's columns are checked by
+    :func:`check_budget`), and ``model=gp model.fingerprint=false`` on molecules without
+    features. ``data.features`` given as one name (``data.features=minimol``) is taken as the
+    list of that name, and written back into ``cfg`` as such.
+
+    Raises:
+        RegalError: one line naming the option, its value and what to change.
+    """
+    features = _feature_names(cfg)
+    baseline = OmegaConf.select(cfg, "model.baseline", default=None)
+    if baseline is not None and (not isinstance(baseline, str) or not baseline):
+        raise RegalError(
+            f"model.baseline={_show(baseline)} must be null or the name of one feature column, "
+            "such as xtb_gap"
+        )
+    if features is None:  # not molecules with featurizers (a table)
+        return
+    if baseline is not None:
+        _check_baseline(cfg, baseline, features)
+    if not features and OmegaConf.select(cfg, "model.fingerprint", default=True) is False:
+        target = OmegaConf.select(cfg, "model._target_", default=None)
+        try:
+            gp = target is not None and issubclass(get_class(target), FingerprintGP)
+        except Exception:  # an unknown class is Hydra's to report
+            gp = False
+        if gp:
+            raise RegalError(
+                "model.fingerprint=false leaves the GP the molecule features alone, and "
+                "data.features is empty: add data.features=[...] (e.g. [minimol])"
+            )
+
+
+def _feature_names(cfg: DictConfig) -> list[str] | None:
+    """``data.features`` as a list of featurizer names (a single name: a list of it, written
+    back; null: none), checked against ``data.featurizers``; None for data without
+    featurizers.
+
+    Raises:
+        RegalError: not a list of names, a name without a featurizer, a name given twice.
+    """
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or "features" not in data or "featurizers" not in data:
+        return None
+    value = data.features
+    if value is None:
+        return []
+    if isinstance(value, str):  # data.features=minimol
+        data.features = [value]
+        value = data.features
+    if not isinstance(value, ListConfig) or not all(isinstance(v, str) for v in value):
+        raise RegalError(
+            f"data.features={_show(value)} must be a list of featurizer names, such as "
+            "[minimol, xtb], or []"
+        )
+    names = list(value)
+    check_names(names, data.featurizers or {})
+    return names
+
+
+def _featurizer(cfg: DictConfig, name: str) -> Any:
+    """The featurizer ``data.featurizers.NAME`` (built from its config: cheap, it computes
+    nothing until asked).
+
+    Raises:
+        RegalError: its ``use`` names a column it does not compute (its own message).
+    """
+    try:
+        return instantiate(cfg.data.featurizers[name])
+    except InstantiationException as exc:
+        raise regal_cause(exc) or exc from None
+
+
+def _check_baseline(cfg: DictConfig, baseline: str, features: list[str]) -> None:
+    """``model.baseline`` is one of the columns of the featurizers ``features``; if not, the
+    error says what gives it: the featurizer to add to ``data.features``, the column to add to
+    a featurizer's ``use``, or the columns there are."""
+    chosen = {name: _featurizer(cfg, name) for name in features}
+    columns = [column for f in chosen.values() for column in f.names]
+    if baseline in columns:
+        return
+    option = f"model.baseline={baseline!r}"
+    for name, node in (cfg.data.featurizers or {}).items():
+        if not baseline.startswith(f"{name}_") or not isinstance(node, DictConfig):
+            continue
+        column = baseline[len(name) + 1 :]
+        if name in chosen:
+            if column in chosen[name].columns:
+                raise RegalError(
+                    f"{option}: data.featurizers.{name}.use={_listed(chosen[name].use)} "
+                    f"leaves the column {column} out: add {column} to it"
+                )
+            continue
+        try:
+            computes = column in get_class(node._target_).columns
+        except Exception:  # not a featurizer class: the general message below
+            computes = False
+        if computes:
+            raise RegalError(
+                f"{option}: the baseline column {baseline} needs the {name} featurizer: add "
+                f"{name} to data.features (data.features={_listed([*features, name])})"
+            )
+    if not columns:
+        raise RegalError(
+            f"{option}: data.features is empty, so there are no feature columns; add "
+            "data.features=[...] (e.g. [xtb] for xtb_gap)"
+        )
+    close = [c for c in columns if c.endswith(f"_{baseline}")]
+    close = close or difflib.get_close_matches(baseline, columns, n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else _shown_columns(chosen)
+    listed = _listed(features)
+    raise RegalError(f"{option} is not a feature column of data.features={listed}; {hint}")
+
+
+def _listed(names: Any) -> str:
+    """Names as a list is written on the command line: ``[minimol, xtb]``."""
+    return f"[{', '.join(map(str, names))}]"
+
+
+def _shown_columns(featurizers: dict[str, Any]) -> str:
+    """The columns of ``featurizers``, long groups shortened (``minimol_0 .. minimol_511``)."""
+    shown = []
+    for f in featurizers.values():
+        names = f.names
+        shown.append(f"{names[0]} .. {names[-1]}" if len(names) > 12 else ", ".join(names))
+    return f"the columns are {', '.join(shown)}"
+
+
 def _missing(node: Any, prefix: str) -> list[str]:
     """The keys of ``node`` (a container, unresolved) whose value is ``???``, in order."""
     if isinstance(node, dict):
@@ -141,6 +285,12 @@ def _apply(cfg: DictConfig, key: str, rule: Rule) -> None:
     if value is _ABSENT:
         return
     allowed = rule(value)
+    if isinstance(value, float) and not math.isfinite(value):  # no option takes inf or nan
+        described = allowed or rule(None)  # what a number rule allows: "a number >= 0"
+        if described.startswith("a number"):
+            allowed = f"a finite number{described[len('a number') :]}"
+        else:  # an integer rule's own words ("an integer >= 1")
+            allowed = described or "a finite number"
     if allowed:
         raise RegalError(f"{key}={_show(value)} must be {allowed}")
 
@@ -195,9 +345,11 @@ def check_budget(cfg: DictConfig, dm: ActiveDataModule, learn: bool) -> None:
 
     At least 2 validation and 2 test molecules; ``loop.local_neighbours`` below the
     validation size and with ``loop.recalibrate``; ``loop.candidates`` at least
-    ``loop.batch_size``. Benchmark mode: the pool holds ``initial_size + rounds x batch_size``
+    ``loop.batch_size``; ``model.baseline`` a feature column of the data (a table's columns
+    are known only now). Benchmark mode: the pool holds ``initial_size + rounds x batch_size``
     molecules. Learn mode: the pool (the molecules without a label) is not empty and holds a
-    batch.
+    batch. Too few validation molecules for a finite ``predict.interval`` are a warning
+    (:func:`regal_torch.conformal.too_few_warning`), logged once per run.
 
     Raises:
         RegalError: one line naming the options and the counts.
@@ -213,6 +365,13 @@ def check_budget(cfg: DictConfig, dm: ActiveDataModule, learn: bool) -> None:
             f"data.datamodule.test_size leaves {len(dm.test)} test molecules; "
             "the loop needs at least 2 to score the model"
         )
+    baseline = cfg.model.get("baseline")
+    if baseline is not None:
+        dm.feature_column(baseline, "model.baseline")
+    interval = cfg.get("predict", {}).get("interval")
+    warning = too_few_warning(interval, len(dm.val)) if interval is not None else None
+    if warning:
+        log.warning(warning)
     k = loop.get("local_neighbours")
     count = isinstance(k, int) and not isinstance(k, bool) and 1 <= k < len(dm.val)
     fraction = isinstance(k, float) and 0 < k < 1

@@ -42,7 +42,8 @@ class EvidentialRegressor(OnePassRegressor):
     Args:
         network: :class:`GNNRegressor`'s arguments, positional (``node_dim``, ``edge_dim``,
             ``hidden_dim``, ...).
-        regularizer: :math:`\lambda`, the weight of the evidence regulariser (default 0.01).
+        regularizer: :math:`\lambda`, the weight of the evidence regulariser, a finite number
+            >= 0 (default 0.01).
         options: :class:`GNNRegressor`'s arguments by name (``dropout``, training only,
             default 0.0).
 
@@ -52,11 +53,12 @@ class EvidentialRegressor(OnePassRegressor):
         (of the standardised mean), when asked for.
     """
 
+    # inf and nan are refused for every option (regal_torch.loop.checks)
     option_rules = {"regularizer": number(0, low_open=False)}
 
     def __init__(self, *network: Any, regularizer: float = 0.01, **options: Any) -> None:
-        if not regularizer >= 0:
-            raise ValueError(f"model.regularizer must be >= 0; got {regularizer}")
+        if not (math.isfinite(regularizer) and regularizer >= 0):  # nan, inf: LCMD fails later
+            raise ValueError(f"model.regularizer must be a finite number >= 0; got {regularizer}")
         super().__init__(*network, **options)
         self.head_evidence = linear(self.hparams.hidden_dim, 3)
 
