@@ -188,3 +188,13 @@ def test_a_deleted_pending_query_file_is_written_again(csv, tmp_path):
     _fill(query, {1: "0.5"})
     loop = ActiveLoop(compose_config(_overrides(csv)), run_dir).open()
     assert len(loop.dm.labeled) == 33
+
+
+def test_an_empty_pool_is_refused_before_any_feature_is_computed(qm9_small, tmp_path):
+    full = tmp_path / "full.csv"
+    full.write_text("smiles,gap\n" + "".join(f"{qm9_small[i].smiles},1.0\n" for i in range(30)))
+    cache = tmp_path / "cache" / "molecules"
+    extra = ["data.id_column=null", "data.features=[xtb]", f"data.cache_dir={cache}"]
+    with pytest.raises(RegalError, match="the pool is empty"):
+        ActiveLoop(compose_config(_overrides(full, *extra)), tmp_path / "b")
+    assert not list((tmp_path / "cache").glob("features/*/parts/*"))  # no molecule computed

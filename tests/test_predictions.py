@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -151,3 +152,31 @@ def test_a_large_table_is_written_as_parts_that_replace_the_single_file(tmp_path
     assert pd.read_parquet(folder)["id"].tolist() == frame["id"].tolist()  # one table
     assert write_table(tmp_path / "predictions.csv", frame, chunk_rows=100).exists()
     assert not folder.exists() and [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]
+
+
+def test_predict_gives_the_run_s_predictions_for_molecules_whose_features_failed(
+    qm9_small, tmp_path
+):
+    pytest.importorskip("tblite")
+    cage = "C1OC23CN(C2)CC13"  # ETKDG finds no embedding: its xTB features fail
+    smiles = [qm9_small[i].smiles for i in range(60)] + [cage]
+    labels = [float(qm9_small[i].y[0, 4]) for i in range(60)] + [7.0]
+    file = tmp_path / "mols.csv"
+    pd.DataFrame({"smiles": smiles, "target": labels}).to_csv(file, index=False)
+    overrides = [
+        "data=molecules", f"data.path={file}", "data.features=[xtb]", "model=gp",
+        f"data.cache_dir={tmp_path / 'cache' / 'molecules'}", "data.num_workers=1",
+        "data.datamodule.test_size=10", "data.datamodule.val_size=10", "loop.initial_size=20",
+        "loop.batch_size=5", "loop.rounds=0", "trainer.max_epochs=5", "progress=false",
+    ]  # fmt: skip
+    loop = ActiveLoop(compose_config(overrides), tmp_path / "run")
+    loop.run()
+    features = loop.dataset.molecule_features
+    assert list(features.failures["xtb"].values()) == ["ValueError: ETKDG found no 3D embedding"]
+    table = pd.read_csv(tmp_path / "run" / "predictions.csv", dtype={"id": str})
+    written = predict_file(tmp_path / "run", **_options(file, **{"data.target_column": "null"}))
+    again = pd.read_csv(written, dtype={"id": str})
+    assert again["smiles"].tolist() == table["smiles"].tolist()
+    for column in ("mean", "std", "lower", "upper"):
+        np.testing.assert_allclose(again[column], table[column], rtol=0, atol=1e-5)
+    assert np.isfinite(table.loc[table["smiles"] == cage, "mean"]).all()

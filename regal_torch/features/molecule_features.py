@@ -143,7 +143,8 @@ class MoleculeFeatures:
             entries[missing] = store.locate(self._keys[missing])
             absent = missing[entries[missing] < 0]
             if len(absent):
-                store.add(self._keys[absent], [self.smiles[i] for i in absent], self.workers)
+                smiles = [self.smiles[i] for i in absent]
+                store.add(self._keys[absent], smiles, self.workers, asked=len(positions))
                 entries[absent] = store.locate(self._keys[absent])
                 computed |= np.isin(positions, absent)
             self._warn_failures(f, store, missing, entries[missing])

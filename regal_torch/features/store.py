@@ -216,9 +216,12 @@ class FeatureStore:
         part, row = self._part_rows(np.asarray(entries, dtype=np.int64))
         return [self._failures[p][r].as_py() for p, r in zip(part, row, strict=True)]
 
-    def add(self, keys: np.ndarray, smiles: Sequence[str], workers: int) -> int:
+    def add(
+        self, keys: np.ndarray, smiles: Sequence[str], workers: int, asked: int | None = None
+    ) -> int:
         """Compute the molecules ``smiles`` (their ``keys``) that the store does not hold yet,
-        in ``workers`` processes, one part per :data:`CHUNK`; returns how many it computed.
+        in ``workers`` processes, one part per :data:`CHUNK`; returns how many it computed
+        (``asked``: how many molecules the step reads, for the progress line).
 
         A computation that is killed keeps every part it finished. Processes of this host
         that add at the same time wait for each other, so each molecule is computed once.
@@ -230,16 +233,16 @@ class FeatureStore:
             todo = missing[np.sort(first)]
             if len(todo) == 0:
                 return 0
-            self._compute(keys[todo], [smiles[i] for i in todo], workers)
+            self._compute(keys[todo], [smiles[i] for i in todo], workers, asked or len(keys))
             self.refresh()
         return len(todo)
 
-    def _compute(self, keys: np.ndarray, smiles: list[str], workers: int) -> None:
+    def _compute(self, keys: np.ndarray, smiles: list[str], workers: int, asked: int) -> None:
         name, n = self.featurizer.name, len(keys)
         chunks = [range(first, min(first + CHUNK, n)) for first in range(0, n, CHUNK)]
         say(
-            f"features {name}: computing {n:,} molecules with "
-            f"{min(workers, len(chunks))} processes -> {self.folder}"
+            f"features {name}: computing {n:,} of {asked:,} molecules (the others are in the "
+            f"store) with {min(workers, len(chunks))} processes -> {self.folder}"
         )
         start = time.perf_counter()
         progress = Progress(name, n, 0)
