@@ -15,6 +15,7 @@ from regal_torch.data.qm9 import QM9Dataset
 from regal_torch.errors import RegalError
 from regal_torch.features import store as store_module
 from regal_torch.features.molecule_features import molecule_features
+from regal_torch.features.store import FeatureStore
 from regal_torch.models.feature_scaling import FeatureScaler
 from regal_torch.models.target_scaling import TargetScaler
 
@@ -199,3 +200,13 @@ def test_a_larger_subset_computes_only_its_new_molecules(tmp_path, monkeypatch):
     new = ~np.isin(large.mol_id.numpy(), small.mol_id.numpy())
     assert large.molecule_features.ensure(np.arange(80)) == new.sum() < 80
     assert sum(map(int, log.read_text().split())) == 60 + new.sum()
+
+
+def test_a_key_that_ends_in_zero_bytes_is_stored_whole(tmp_path):
+    store = FeatureStore(CountingFeaturizer(), tmp_path)
+    keys = np.array([b"\x01" * 15 + b"\x00", b"\x02" * 14 + b"\x00\x00"], dtype="S16")
+    assert store.add(keys, ["CC", "CCC"], workers=1) == 2
+    entries = store.locate(keys)
+    assert (entries >= 0).all()
+    np.testing.assert_array_equal(store.values(entries)[:, 0], [2, 3])
+    assert (FeatureStore(CountingFeaturizer(), tmp_path).locate(keys) >= 0).all()  # reopened

@@ -262,8 +262,11 @@ class FeatureStore:
     def _write_part(self, keys: np.ndarray, values: np.ndarray, reasons: list[str | None]) -> None:
         width = len(self.featurizer.columns)
         flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
+        key_type = pa.binary(KEY_BYTES)
+        raw = pa.py_buffer(np.ascontiguousarray(keys, dtype=f"S{KEY_BYTES}").tobytes())
         table = pa.table({
-            "key": pa.array(list(keys), type=pa.binary(KEY_BYTES)),
+            # from the raw bytes: a NumPy bytes scalar drops a key's trailing zero bytes
+            "key": pa.FixedSizeBinaryArray.from_buffers(key_type, len(keys), [None, raw]),
             "values": pa.FixedSizeListArray.from_arrays(flat, width),
             "failure": pa.array(reasons, type=pa.string()),
         })  # fmt: skip
