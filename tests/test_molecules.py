@@ -2,6 +2,8 @@
 
 import logging
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from rdkit import Chem
@@ -209,3 +211,71 @@ def test_benchmark_run_names_the_file_lines_without_a_label(qm9_small, tmp_path)
     )
     with pytest.raises(RegalError, match=r"2 have none \(line 6, line 10 of data.path\)"):
         ActiveLoop(cfg, tmp_path / "run").open()
+
+
+def test_a_glob_or_a_list_of_files_is_one_pool_in_order(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _csv(shards, "smiles,target\nCCO,1\nCCN,2\n", "a.csv")
+    _csv(shards, "smiles,target\nc1ccccc1,3\n", "b.csv")
+    (shards / "c.smi").write_text("CC(=O)O acetic\n")
+    pool = MoleculeDataset(str(shards / "*.csv"))
+    assert list(pool.smiles) == ["CCO", "CCN", "c1ccccc1"]
+    assert pool.y.view(-1).tolist() == [1.0, 2.0, 3.0]
+    assert list(pool.ids) == ["a.csv:row0", "a.csv:row1", "b.csv:row0"]  # unique across files
+    assert list(pool.where) == ["a.csv line 2", "a.csv line 3", "b.csv line 2"]
+    assert pool[2].x.shape[0] == 6 and pool[2].y.item() == 3.0  # benzene, from b.csv's cache
+    listed = MoleculeDataset([str(shards / "b.csv"), str(shards / "c.smi")], target_column=None)
+    assert list(listed.smiles) == ["c1ccccc1", "CC(=O)O"]
+    assert list(listed.ids) == ["b.csv:row0", "acetic"]  # the .smi file's own names kept
+    one = MoleculeDataset(str(shards / "a.csv"))  # one file: its ids as before
+    assert list(one.ids) == ["row0", "row1"]
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("nothing*.csv", "no file matches"),
+        ([], r"data.path=\[\]: name at least one file"),
+        (["a.csv", "a.csv"], "named twice in data.path"),
+        (["a.csv", "absent.csv"], "absent.csv: no such file"),
+    ],
+)
+def test_bad_lists_of_files_are_one_line(tmp_path, monkeypatch, path, message):
+    monkeypatch.chdir(tmp_path)
+    _csv(tmp_path, "smiles,target\nCCO,1\n", "a.csv")
+    with pytest.raises(RegalError, match=message):
+        MoleculeDataset(path)
+
+
+def test_an_id_in_two_files_is_refused_naming_both(tmp_path):
+    _csv(tmp_path, "smiles,target,name\nCCO,1,m1\nCCN,2,m2\n", "a.csv")
+    _csv(tmp_path, "smiles,target,name\nCCC,3,m2\n", "b.csv")
+    with pytest.raises(RegalError, match=r"id 'm2' is in .*a.csv and in .*b.csv \(line 2\)"):
+        MoleculeDataset(str(tmp_path / "*.csv"), id_column="name")
+
+
+def test_a_run_reads_a_library_in_two_files(qm9_small, tmp_path):
+    from conftest import compose_config
+
+    from regal_torch.loop.active_loop import ActiveLoop
+
+    rows = [f"{qm9_small[i].smiles},{qm9_small[i].y[0, 4].item()}" for i in range(60)]
+    _csv(tmp_path, "smiles,target\n" + "\n".join(rows[:35]) + "\n", "part1.csv")
+    _csv(tmp_path, "smiles,target\n" + "\n".join(rows[35:]) + "\n", "part2.csv")
+    cfg = compose_config([
+        "data=molecules", f"data.path={tmp_path}/part*.csv", "data.features=[]",
+        "model=mc_dropout", "model.hidden_dim=8", "model.mc_samples=2", "trainer.max_epochs=1",
+        "loop.initial_size=10", "loop.batch_size=5", "loop.rounds=1",
+        "loop.local_neighbours=null", "data.datamodule.val_size=10",
+        "data.datamodule.test_size=10",
+    ])  # fmt: skip
+    ActiveLoop(cfg, tmp_path / "run").run()
+    predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert len(predictions) == 60 and predictions["id"].is_unique
+    assert predictions["id"].iloc[[0, 35]].tolist() == ["part1.csv:row0", "part2.csv:row0"]
+    known = predictions["label"].notna().to_numpy()  # the labels the run revealed
+    truth = np.array([float(r.split(",")[1]) for r in rows])
+    assert known.sum() >= 15 and predictions["label"][known].to_numpy() == pytest.approx(
+        truth[known]
+    )

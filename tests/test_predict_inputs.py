@@ -54,6 +54,7 @@ def _refused(capsys, argv: list[str], message: str, folder: Path) -> None:
     ("option", "message"),
     [
         ("batch_size=0", "batch_size='0' must be an integer >= 1"),
+        ("engine=nope", "cannot compose the engine options ['engine=nope']"),
         ("batch_size=-1", "batch_size='-1' must be an integer >= 1"),
         ("batch_size=x", "batch_size='x' must be an integer >= 1"),
         ("chunk_rows=0", "chunk_rows='0' must be an integer >= 1"),

@@ -12,8 +12,11 @@ import torch
 from torch_geometric.data import Data, Dataset
 
 from regal_torch.cores import available_cpus
-from regal_torch.data.molecule_cache import default_cache_dir, open_cache
+from regal_torch.data.joined_caches import JoinedCaches, molecule_paths
+from regal_torch.data.molecule_cache import MoleculeCache, default_cache_dir, open_cache
 from regal_torch.data.molecule_files import file_format, name_places
+from regal_torch.engine.jobs import Engine
+from regal_torch.engine.local import LocalEngine
 from regal_torch.errors import RegalError
 from regal_torch.features.featurizer import Featurizer
 from regal_torch.features.molecule_features import MoleculeFeatures, molecule_features
@@ -55,7 +58,10 @@ class MoleculeDataset(Dataset):
 
     Args:
         path: A ``.csv``, ``.smi`` or ``.sdf`` file, or one of these ending in ``.gz``. A
-            ``.smi`` file has a SMILES and optionally a name per line, and no labels.
+            ``.smi`` file has a SMILES and optionally a name per line, and no labels. Or a
+            glob (``shards/*.csv.gz``) or a list of files and globs, read as one pool in
+            order, each file cached once (:mod:`regal_torch.data.joined_caches`: ids unique
+            across the files, ``FILE:row<i>`` without an id column).
         smiles_column: CSV column holding the SMILES.
         target_column: CSV column or SDF property holding the label, or ``None`` for none.
         id_column: CSV column or SDF property holding a unique id, or ``None``.
@@ -68,6 +74,8 @@ class MoleculeDataset(Dataset):
         features: Names of the molecule features (featurizers of ``featurizers``), e.g.
             ``["minimol", "xtb"]``; None or empty: none.
         featurizers: The featurizers ``features`` may name, by name.
+        engine: Where the molecule features are computed (:mod:`regal_torch.engine`); None:
+            ``num_workers`` processes of this machine.
 
     Attributes:
         molecule_features: The :class:`MoleculeFeatures` of ``features``, or None.
@@ -85,6 +93,7 @@ class MoleculeDataset(Dataset):
         transform: Callable[[Data], Data] | None = None,
         features: Sequence[str] | None = None,
         featurizers: Mapping[str, Featurizer] | None = None,
+        engine: Engine | None = None,
     ) -> None:
         super().__init__(None, transform)
         if on_invalid not in ("skip", "error"):
@@ -95,12 +104,10 @@ class MoleculeDataset(Dataset):
             raise RegalError(
                 f"data.num_workers must be an integer >= 0 or null; got {num_workers!r}"
             )
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise RegalError(f"{self.path}: a folder, not a file (data.path)")
-        if not self.path.is_file():
-            raise RegalError(f"{self.path}: no such file (data.path)")
-        file_format(self.path)
+        self.paths = molecule_paths(path)
+        self.path = self.paths[0]  # the file, or the first of several
+        for p in self.paths:
+            file_format(p)
         columns = {
             "smiles_column": smiles_column,
             "target_column": target_column,
@@ -108,7 +115,10 @@ class MoleculeDataset(Dataset):
         }
         workers = available_cpus() if num_workers is None else max(num_workers, 1)
         base = Path(cache_dir or default_cache_dir())
-        self.cache = open_cache(self.path, base, columns, workers)
+        caches = [open_cache(p, base, columns, workers) for p in self.paths]
+        for p, cache in zip(self.paths, caches, strict=True):
+            _report(p, cache, on_invalid)
+        self.cache = caches[0] if len(caches) == 1 else JoinedCaches(self.paths, caches)
         self.target_names = [target_column or "target"]
         self.target_units: dict[str, str] = {}
         n = len(self.cache)
@@ -117,34 +127,18 @@ class MoleculeDataset(Dataset):
         self.smiles = MoleculeStrings(n, self.cache.smiles_of)
         self.ids = MoleculeStrings(n, self.cache.id_of)
         self.where = MoleculeStrings(n, self.cache.place_of)
-        self._report(on_invalid)
         self.molecule_features: MoleculeFeatures | None = molecule_features(
-            features, featurizers, self.smiles, features_folder(base), workers
+            features,
+            featurizers,
+            self.smiles,
+            features_folder(base),
+            engine or LocalEngine(num_workers),
         )
 
     @property
     def feature_names(self) -> list[str]:
         """The molecule features' column names (empty without features)."""
         return [] if self.molecule_features is None else self.molecule_features.names
-
-    def _report(self, on_invalid: str) -> None:
-        unread = self.cache.unreadable_rows()
-        if len(unread) and on_invalid == "error":
-            first = int(unread[0])
-            raise RegalError(
-                f"{self.path}: {self.cache.place(first)}: cannot read molecule "
-                f"{self.cache.text('smiles', first)!r} (data.on_invalid=skip skips such rows)"
-            )
-        if len(unread):
-            places = [self.cache.place(int(r)) for r in unread[:20]]
-            log.warning(
-                "%s: skipped %d unreadable molecules at %s",
-                self.path,
-                len(unread),
-                name_places(places, len(unread), shown=20),
-            )
-        for warning in self.cache.meta["warnings"]:
-            log.warning("%s: %s", self.path, warning)
 
     def len(self) -> int:
         return len(self.cache)
@@ -163,6 +157,27 @@ class MoleculeDataset(Dataset):
             self.molecule_features.ensure([idx])  # loaders ensure theirs at once
             data.features = torch.from_numpy(self.molecule_features.rows([idx]))
         return data
+
+
+def _report(path: Path, cache: MoleculeCache, on_invalid: str) -> None:
+    """Refuse or warn of ``path``'s unreadable rows (``on_invalid``), and its warnings."""
+    unread = cache.unreadable_rows()
+    if len(unread) and on_invalid == "error":
+        first = int(unread[0])
+        raise RegalError(
+            f"{path}: {cache.place(first)}: cannot read molecule "
+            f"{cache.text('smiles', first)!r} (data.on_invalid=skip skips such rows)"
+        )
+    if len(unread):
+        places = [cache.place(int(r)) for r in unread[:20]]
+        log.warning(
+            "%s: skipped %d unreadable molecules at %s",
+            path,
+            len(unread),
+            name_places(places, len(unread), shown=20),
+        )
+    for warning in cache.meta["warnings"]:
+        log.warning("%s: %s", path, warning)
 
 
 class MoleculeStrings(Sequence[str]):

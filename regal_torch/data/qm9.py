@@ -19,7 +19,6 @@ from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.data.separate import separate
 from torch_geometric.io import fs
 
-from regal_torch.cores import available_cpus
 from regal_torch.data.qm9_build import build_qm9_storage
 from regal_torch.data.qm9_tables import (
     QM9_SIZE,
@@ -27,6 +26,8 @@ from regal_torch.data.qm9_tables import (
     QM9_UNITS,
     read_qm9_table,
 )
+from regal_torch.engine.jobs import Engine
+from regal_torch.engine.local import LocalEngine
 from regal_torch.features.featurizer import Featurizer
 from regal_torch.features.molecule_features import MoleculeFeatures, molecule_features
 from regal_torch.features.store import features_folder
@@ -122,7 +123,10 @@ class QM9Dataset(InMemoryDataset):
             ``["minimol", "xtb"]``; None or empty: none.
         featurizers: The featurizers ``features`` may name, by name
             (``configs/data/featurizers/default.yaml``).
-        num_workers: Processes that compute the features; None: every available core.
+        num_workers: Processes that compute the features without ``engine``; None: every
+            available core.
+        engine: Where the molecule features are computed (:mod:`regal_torch.engine`); None:
+            ``num_workers`` processes of this machine.
 
     Attributes:
         target_names: :data:`QM9_TARGETS`, the names of ``y``'s columns.
@@ -146,6 +150,7 @@ class QM9Dataset(InMemoryDataset):
         features: Sequence[str] | None = None,
         featurizers: Mapping[str, Featurizer] | None = None,
         num_workers: int | None = None,
+        engine: Engine | None = None,
     ) -> None:
         if subset is not None and only_indices is not None:
             raise ValueError("QM9Dataset: give either subset or only_indices, not both")
@@ -162,9 +167,12 @@ class QM9Dataset(InMemoryDataset):
         self.build_info: dict | None = None
         super().__init__(root, transform, pre_transform, log=log, force_reload=force_reload)
         self.load(self.processed_paths[0])
-        workers = available_cpus() if num_workers is None else max(num_workers, 1)
         self.molecule_features: MoleculeFeatures | None = molecule_features(
-            features, featurizers, self._data.smiles, features_folder(root), workers
+            features,
+            featurizers,
+            self._data.smiles,
+            features_folder(root),
+            engine or LocalEngine(num_workers),
         )
 
     @property

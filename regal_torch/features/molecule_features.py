@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from regal_torch.engine.jobs import Engine
 from regal_torch.errors import RegalError
 from regal_torch.features.featurizer import Featurizer
 from regal_torch.features.store import FeatureStore, molecule_keys
@@ -44,11 +45,11 @@ def molecule_features(
     featurizers: Mapping[str, Featurizer] | None,
     smiles: Sequence[str],
     folder: Path,
-    workers: int,
+    engine: Engine,
 ) -> MoleculeFeatures | None:
     """The features ``names`` (featurizers of ``featurizers``; one name alone is a list of
-    one) of ``smiles``, from their stores under ``folder``; None when ``names`` is empty.
-    Computes nothing (:meth:`MoleculeFeatures.ensure` does).
+    one) of ``smiles``, from their stores under ``folder``, computed on ``engine``; None when
+    ``names`` is empty. Computes nothing (:meth:`MoleculeFeatures.ensure` does).
 
     Raises:
         RegalError: a name without a featurizer (naming those there are), a name given twice,
@@ -60,7 +61,7 @@ def molecule_features(
     featurizers = dict(featurizers or {})
     check_names(names, featurizers)
     chosen = [featurizers[name] for name in names]
-    return MoleculeFeatures(chosen, [FeatureStore(f, folder) for f in chosen], smiles, workers)
+    return MoleculeFeatures(chosen, [FeatureStore(f, folder) for f in chosen], smiles, engine)
 
 
 def check_names(names: Sequence[str], featurizers: Mapping[str, Any]) -> None:
@@ -101,10 +102,10 @@ class MoleculeFeatures:
         featurizers: Sequence[Featurizer],
         stores: Sequence[FeatureStore],
         smiles: Sequence[str],
-        workers: int,
+        engine: Engine,
     ) -> None:
         self.featurizers, self.stores = list(featurizers), list(stores)
-        self.smiles, self.workers = smiles, workers
+        self.smiles, self.engine = smiles, engine
         self.names = [name for f in featurizers for name in f.names]
         self.groups = {f.name: len(f.use) for f in featurizers}
         n = len(smiles)
@@ -144,7 +145,7 @@ class MoleculeFeatures:
             absent = missing[entries[missing] < 0]
             if len(absent):
                 smiles = [self.smiles[i] for i in absent]
-                store.add(self._keys[absent], smiles, self.workers, asked=len(positions))
+                store.add(self._keys[absent], smiles, self.engine, asked=len(positions))
                 entries[absent] = store.locate(self._keys[absent])
                 computed |= np.isin(positions, absent)
             self._warn_failures(f, store, missing, entries[missing])

@@ -45,9 +45,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from regal_torch.engine.jobs import Engine
 from regal_torch.errors import RegalError
-from regal_torch.features.compute import Progress, computed, say
 from regal_torch.features.featurizer import Featurizer
+from regal_torch.features.progress import Progress, say
 from regal_torch.files import atomic_write_bytes, one_builder, remove_temporaries
 
 __all__ = ["CHUNK", "FeatureStore", "features_folder", "molecule_keys"]
@@ -217,10 +218,11 @@ class FeatureStore:
         return [self._failures[p][r].as_py() for p, r in zip(part, row, strict=True)]
 
     def add(
-        self, keys: np.ndarray, smiles: Sequence[str], workers: int, asked: int | None = None
+        self, keys: np.ndarray, smiles: Sequence[str], engine: Engine, asked: int | None = None
     ) -> int:
         """Compute the molecules ``smiles`` (their ``keys``) that the store does not hold yet,
-        in ``workers`` processes, one part per :data:`CHUNK`; returns how many it computed
+        on ``engine`` (:mod:`regal_torch.engine`), one part per :data:`CHUNK`; returns how many
+        it computed
         (``asked``: how many molecules the step reads, for the progress line).
 
         A computation that is killed keeps every part it finished. Processes of this host
@@ -233,22 +235,22 @@ class FeatureStore:
             todo = missing[np.sort(first)]
             if len(todo) == 0:
                 return 0
-            self._compute(keys[todo], [smiles[i] for i in todo], workers, asked or len(keys))
+            self._compute(keys[todo], [smiles[i] for i in todo], engine, asked or len(keys))
             self.refresh()
         return len(todo)
 
-    def _compute(self, keys: np.ndarray, smiles: list[str], workers: int, asked: int) -> None:
+    def _compute(self, keys: np.ndarray, smiles: list[str], engine: Engine, asked: int) -> None:
         name, n = self.featurizer.name, len(keys)
         chunks = [range(first, min(first + CHUNK, n)) for first in range(0, n, CHUNK)]
         say(
             f"features {name}: computing {n:,} of {asked:,} molecules (the others are in the "
-            f"store) with {min(workers, len(chunks))} processes -> {self.folder}"
+            f"store) {engine.describe(len(chunks))} -> {self.folder}"
         )
         start = time.perf_counter()
         progress = Progress(name, n, 0)
         jobs = ((c, [canonical_smiles(smiles[i]) for i in rows]) for c, rows in enumerate(chunks))
         failed = 0
-        with computed(self.featurizer, jobs, workers, len(chunks)) as results:
+        with engine.features(self.featurizer, jobs, len(chunks)) as results:
             for c, values, reasons in results:
                 self._write_part(keys[chunks[c].start : chunks[c].stop], values, reasons)
                 failed += sum(r is not None for r in reasons)

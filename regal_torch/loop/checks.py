@@ -74,6 +74,7 @@ RULES: dict[str, Rule] = {
     "data.datamodule.batch_size": _POSITIVE_INT,
     "data.datamodule.predict_batch_size": _POSITIVE_INT,
     "data.datamodule.num_workers": integer(0),
+    "data.num_workers": integer(0, null=True),
     "trainer.max_epochs": with_note(
         _POSITIVE_INT, " (0 would record untrained models, -1 train without end)"
     ),
@@ -91,6 +92,16 @@ OWN_RULES: dict[str, tuple[str, str, Rule]] = {
         "data.dataset._target_",
         "regal_torch.data.qm9.QM9Dataset",
         integer(1, QM9_SIZE, null=True),
+    ),
+    "engine.workers": (
+        "engine._target_",
+        "regal_torch.engine.local.LocalEngine",
+        integer(0, null=True),
+    ),
+    "engine.num_cpus": (
+        "engine._target_",
+        "regal_torch.engine.ray_engine.RayEngine",
+        integer(1, null=True),
     ),
 }
 

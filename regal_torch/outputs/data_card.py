@@ -11,6 +11,7 @@ molecules are read as a molecule file with the run's molecule features.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ class DataCard:
             raise RegalError(f"{where}: the model file has no data card entry {missing!r}")
         return cls(**{name: saved[name] for name in names})
 
-    def dataset_config(self, path: str, options: dict[str, Any]) -> DictConfig:
+    def dataset_config(
+        self, path: str, options: dict[str, Any], engine: Sequence[str] = ()
+    ) -> DictConfig:
         """The data config that reads ``path`` as the run read its data.
 
         Args:
@@ -91,17 +94,20 @@ class DataCard:
             options: ``data.*`` options the user gave (name -> value; None: null), applied
                 last. Without ``data.target_column``, the run's target column is read only
                 where the file has that column.
+            engine: Overrides of the engine (``engine=ray``, ``engine.address=auto``): where
+                the molecule features are computed; none: ``engine=local``.
 
         Raises:
-            RegalError: an option that is not one of the data config's.
+            RegalError: an option that is not one of the data config's, a bad engine override.
         """
         group = "table" if self.kind == "table" else "molecules"
         register_resolver()  # configs/config.yaml reads it
         try:
             with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-                cfg = compose("config", overrides=[f"data={group}"])
-        except HydraException as exc:  # the package's own configs: not the user's doing
-            raise RegalError(f"cannot compose the data config: {one_line(exc)}") from exc
+                cfg = compose("config", overrides=[f"data={group}", *engine])
+        except HydraException as exc:
+            what = f"the engine options {list(engine)}" if engine else "the data config"
+            raise RegalError(f"cannot compose {what}: {one_line(exc)}") from exc
         data = cfg.data
         for key, value in self.config.items():
             if key in data and key not in _NOT_CARRIED:

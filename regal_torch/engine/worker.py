@@ -1,4 +1,4 @@
-"""A feature worker: ``python -m regal_torch.features.worker``, started by the store's build.
+"""A feature worker: ``python -m regal_torch.engine.worker``, started by the local engine.
 
 It reads pickled messages on its standard input: first a featurizer, then jobs ``(chunk,
 start, smiles)``; for each job it writes ``(chunk, start, values, reasons)`` (pickled) on its
