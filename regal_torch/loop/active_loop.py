@@ -2,7 +2,9 @@
 
 Model protocol: each round builds ``instantiate(cfg.model)(**dm.model_inputs(),
 target_scaling=...)`` (with ``loop.warm_start``, loads the previous round's weights into it),
-trains it with ``trainer.fit(model, datamodule=dm)`` and predicts test, val and pool with
+trains it with ``trainer.fit(model, datamodule=dm)`` (:mod:`regal_torch.loop.sigterm`),
+scores it on the test and validation molecules (:mod:`regal_torch.loop.scoring`) and picks
+the next batch (:mod:`regal_torch.loop.acquisition`), predicting with
 :func:`regal_torch.models.predict_rows.predict` (``trainer.predict`` streamed batch by batch
 into per-field buffers of only the fields asked for, then the model's optional
 ``complete_prediction`` hook, where GPs attach their block covariance). With
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,40 +29,30 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import TQDMProgressBar
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from regal_torch.calibration import calibration_metrics
-from regal_torch.conformal import interval_metrics
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.featurize import FEATURIZER_VERSION
 from regal_torch.errors import RegalError
 from regal_torch.files import RUN_HINT, write_csv
-from regal_torch.local_calibration import (
-    NeighbourCalibration,
-    Recalibration,
-    local_calibration_metrics,
-    neighbour_count,
-    recalibration,
-)
+from regal_torch.local_calibration import NeighbourCalibration, recalibration
+from regal_torch.loop.acquisition import acquire as acquire_batch
 from regal_torch.loop.checks import check_budget, check_capabilities, check_config
 from regal_torch.loop.cold_start import initial_picks
 from regal_torch.loop.labelling import Labelling
 from regal_torch.loop.loggers import RunLoggers
 from regal_torch.loop.processes import check_processes, process_rank
 from regal_torch.loop.progress import RoundProgress, round_line
-from regal_torch.loop.seeds import CANDIDATES, INITIAL, SELECT, SKETCH, TRAIN, round_seed
-from regal_torch.loop.state import RunState
-from regal_torch.metrics import regression_metrics
+from regal_torch.loop.round_setup import round_model, round_trainer
+from regal_torch.loop.scoring import score_round
+from regal_torch.loop.seeds import INITIAL, round_seed
+from regal_torch.loop.sigterm import fit, stop_if_terminated
+from regal_torch.loop.state import RunState, option_effects
 from regal_torch.models.capabilities import capabilities_of
-from regal_torch.models.predict_rows import predict
-from regal_torch.models.prediction import Prediction, PredictionRequest
 from regal_torch.neutral_keys import fingerprint
 from regal_torch.outputs.data_card import DataCard
 from regal_torch.outputs.model_file import Calibration
 from regal_torch.outputs.run_outputs import write_run_outputs
 from regal_torch.quiet import show_progress
-from regal_torch.strategies.base import SelectionContext
 
 
 class ActiveLoop:
@@ -81,9 +72,7 @@ class ActiveLoop:
     ``history.csv`` (a redone round's row replaces the old one), ``state.pt`` (atomically),
     ``history.csv`` and ``selected.csv``.
 
-    Each round also predicts the validation set, fits one variance scale factor on it and
-    records raw and recalibrated uncertainty metrics (:func:`calibration_metrics`). With
-    ``loop.warm_start``, the trained weights go into ``state.pt`` with the round (so a
+    With ``loop.warm_start``, the trained weights go into ``state.pt`` with the round (so a
     resumed run continues from exactly the weights an uninterrupted one would). Where labels
     come from (benchmark, query files, a closed loop's oracle) is
     :class:`regal_torch.loop.labelling.Labelling`'s.
@@ -146,12 +135,8 @@ class ActiveLoop:
         if self.next_round is not None:
             return self
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        n_pool = len(self.dm.pool)  # nothing labeled yet: the pool's size before round 0
-
-        def candidates(m: int | None) -> int | None:  # m >= the pool: every round sees it all
-            return None if m is None or m >= n_pool else m
-
-        state = RunState.load(self.state_path, self.fingerprint, {"loop.candidates": candidates})
+        effects = option_effects(len(self.dm.pool))  # nothing labeled yet: the whole pool
+        state = RunState.load(self.state_path, self.fingerprint, effects)
         self.labels.open(state)
         if state is None:
             picks = None
@@ -213,57 +198,22 @@ class ActiveLoop:
             self.loggers.close()
         return self.history
 
-    def _trainer(self, r: int) -> pl.Trainer:
-        """Round ``r``'s Trainer: the ``trainer`` config plus this run's folder, logger and bars.
-
-        ``trainer.enable_progress_bar: null`` (the presets) shows Lightning's per-epoch bar
-        exactly when the round bar is shown, one line below it.
-        """
-        partial = instantiate(self.cfg.trainer)
-        kwargs: dict[str, Any] = {
-            "default_root_dir": self.run_dir,
-            "logger": self.loggers.for_round(r),
-        }
-        epoch_bar = partial.keywords.get("enable_progress_bar")
-        kwargs["enable_progress_bar"] = self.show_progress if epoch_bar is None else epoch_bar
-        if kwargs["enable_progress_bar"] and self.show_progress:
-            callbacks = list(partial.keywords.get("callbacks") or [])
-            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(process_position=1, leave=False)]
-        return partial(**kwargs)
-
-    def _model(self, r: int) -> pl.LightningModule:
-        """Round ``r``'s model: fresh (seeded), or the previous round's weights with
-        ``loop.warm_start``; built for the data's inputs (``dm.model_inputs()``: sizes and, on
-        a table, the labeled rows' feature scaling) and trained on the labeled set's target
-        scaling, either way."""
-        pl.seed_everything(round_seed(self.cfg.seed, r, TRAIN), verbose=False)
-        scaling = self.dm.target_scaler(self.cfg.model.get("baseline"))
-        model = instantiate(self.cfg.model)(**self.dm.model_inputs(), target_scaling=scaling)
-        if self.cfg.loop.warm_start and self.weights is not None:
-            model.load_weights(self.weights)  # keeps this round's scaling
-        return model
-
     def _round(self, r: int, acquire: bool) -> dict[str, Any]:
         """Train, score and (with ``acquire``) pick and label round ``r``; returns its row of
         ``history.csv`` (metrics and timings). Nothing is written to the run folder."""
         features = getattr(self.dataset, "molecule_features", None)
         featurised = (0, 0.0) if features is None else (features.computed, features.seconds)
-        model = self._model(r)
-        trainer = self._trainer(r)
+        model = round_model(self.cfg, self.dm, r, self.weights)
+        trainer = round_trainer(
+            self.cfg, self.run_dir, self.loggers.for_round(r), self.show_progress
+        )
         start = time.perf_counter()
         declared = capabilities_of(type(model))
-        try:
-            if declared is None or declared.validates:
-                trainer.fit(model, datamodule=self.dm)
-            else:  # no validation step: no val loader to skip (and warn about)
-                trainer.fit(model, train_dataloaders=self.dm.train_dataloader())
-        except SIGTERMException:  # Lightning ends fit with this (a SystemExit of status 0)
-            raise _terminated(r) from None
-        self._stop_if_terminated(trainer, r)  # e.g. during on_train_end, after the last batch
+        fit(trainer, model, self.dm, r, validates=declared is None or declared.validates)
         row: dict[str, Any] = {"round": r, "n_labeled": len(self.dm.labeled)}
         row["seconds_train"] = time.perf_counter() - start
         start = time.perf_counter()
-        metrics, local = self._score(r, trainer, model)
+        metrics, local = score_round(self.cfg, self.dm, trainer, model, r)
         recalibrate = recalibration(self.cfg.loop.recalibrate, metrics["var_scale"], local)
         row.update(metrics)
         row["seconds_test"] = time.perf_counter() - start
@@ -271,41 +221,19 @@ class ActiveLoop:
         if outputs and (not acquire or self.cfg.predict.every_round):  # before the state
             self._write_outputs(r, trainer, model, metrics, local)
         row["seconds_predict"], row["seconds_select"] = (
-            self._acquire(r, trainer, model, recalibrate) if acquire else (math.nan, math.nan)
-        )
+            acquire_batch(
+                r, trainer, model, recalibrate, self.cfg, self.strategy, self.dm, self.labels,
+                self.main,
+            )
+            if acquire
+            else (math.nan, math.nan)
+        )  # fmt: skip
         if self.cfg.loop.warm_start:
             self.weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if features is not None:  # molecules whose features this round computed (all phases)
             row["n_featurised"] = features.computed - featurised[0]
             row["seconds_features"] = features.seconds - featurised[1]
         return row
-
-    def _score(
-        self, r: int, trainer: pl.Trainer, model: pl.LightningModule
-    ) -> tuple[dict[str, float], NeighbourCalibration | None]:
-        """Test metrics of round ``r``'s model (accuracy, raw and recalibrated uncertainty,
-        local variance, conformal intervals on the std the run uses), and the local
-        calibration (``loop.local_neighbours``; None without it)."""
-        truth, test_set, val_set = self.dm.truth, self.dm.test, self.dm.val
-        test = self._predict(r, trainer, model, test_set)
-        val = self._predict(r, trainer, model, val_set)
-        metrics = regression_metrics(test, truth[test_set], "test")
-        metrics.update(calibration_metrics(test, truth[test_set], val, truth[val_set]))
-        local = None
-        k = neighbour_count(self.cfg.loop.get("local_neighbours"), len(val_set))
-        if k is not None:
-            local = NeighbourCalibration(val, truth[val_set], k)
-            metrics.update(local_calibration_metrics(local, test, truth[test_set]))
-            test_var, val_var = local.variance(test), local.validation_variance()
-        else:
-            test_var, val_var = test.var * metrics["var_scale"], val.var * metrics["var_scale"]
-        metrics.update(
-            interval_metrics(
-                test.mean, test_var.sqrt(), truth[test_set], val.mean, val_var.sqrt(),
-                truth[val_set], self.cfg.predict.interval,
-            )
-        )  # fmt: skip
-        return metrics, local
 
     def _record(self, r: int, row: dict[str, Any]) -> None:
         """Record finished round ``r``: its row (replacing a redone round's), then the state,
@@ -334,90 +262,6 @@ class ActiveLoop:
         )
         state.save(self.state_path)
 
-    def _pool_request(self, r: int) -> PredictionRequest | None:
-        """What round ``r``'s pool (and labeled) prediction must hold: what the strategy
-        uses, plus mean and variance for learn mode's query file and the embedding for the
-        local variance; None when nothing is needed (``strategy=random`` in benchmark mode).
-        Gradient sketches are drawn from the round's own seed."""
-        request = self.strategy.request()
-        extra = {"mean", "var"} if self.learn else set()
-        if request is None and not extra:
-            return None
-        request = request or PredictionRequest(frozenset())
-        fields = set(request.fields) | extra
-        if self.cfg.loop.get("local_neighbours") is not None and request.uncertainty:
-            fields.add("embedding")
-        seed = round_seed(self.cfg.seed, r, SKETCH)
-        return replace(request, fields=frozenset(fields), sketch_seed=seed)
-
-    def _acquire(
-        self, r: int, trainer: pl.Trainer, model: pl.LightningModule, recalibrate: Recalibration
-    ) -> tuple[float, float]:
-        """Predict the candidates (only what the strategy uses), select a batch and label it
-        (learn mode: ask for the labels); returns the seconds of the prediction and of the
-        selection.
-
-        The predictions the strategy sees go through ``recalibrate`` first.
-        """
-        labeled, candidates = self.dm.labeled, self._candidates(r)
-        start = time.perf_counter()
-        request = self._pool_request(r)
-        pool = on_labeled = None
-        if request is not None:
-            pool = recalibrate(self._predict(r, trainer, model, candidates, request))
-            if self.strategy.needs_labeled_prediction:
-                on_labeled = recalibrate(self._predict(r, trainer, model, labeled, request))
-        seconds_predict = time.perf_counter() - start
-        start = time.perf_counter()
-        context = SelectionContext(
-            pool=candidates,
-            labeled=labeled,
-            generator=torch.Generator().manual_seed(round_seed(self.cfg.seed, r, SELECT)),
-            labeled_prediction=on_labeled,
-            labeled_targets=self.dm.labels[labeled],
-        )
-        # Under DDP the first process selects and the others take its picks.
-        picks = self.strategy.select(pool, self.cfg.loop.batch_size, context) if self.main else None
-        picks = trainer.strategy.broadcast(picks, src=0)
-        seconds_select = time.perf_counter() - start
-        mean = std = None
-        if self.learn and self.main:  # the query file shows the picks' predictions
-            row_of = {p: i for i, p in enumerate(candidates.tolist())}
-            chosen = pool.index_select(torch.tensor([row_of[p] for p in picks.tolist()]))
-            mean, std = chosen.mean, chosen.std
-        self.labels.ask(r, picks, mean, std)
-        return seconds_predict, seconds_select
-
-    def _candidates(self, r: int) -> torch.Tensor:
-        """Round ``r``'s candidates: the pool, or with ``loop.candidates=m`` a random subset of
-        ``m`` pool molecules (in pool order, drawn from the round's seed), ``[m]``."""
-        pool, m = self.dm.pool, self.cfg.loop.get("candidates")
-        if m is None or m >= len(pool):
-            return pool
-        generator = torch.Generator().manual_seed(round_seed(self.cfg.seed, r, CANDIDATES))
-        return pool[torch.randperm(len(pool), generator=generator)[:m].sort().values]
-
-    def _predict(
-        self,
-        r: int,
-        trainer: pl.Trainer,
-        model: pl.LightningModule,
-        positions: torch.Tensor,
-        request: PredictionRequest | None = None,
-    ) -> Prediction:
-        """Round ``r``'s prediction over ``positions``, stopped by a SIGTERM received during it
-        by any process (Lightning lets predict run on to its end)."""
-        prediction = predict(trainer, model, self.dm.loader(positions), request)
-        self._stop_if_terminated(trainer, r)
-        return prediction
-
-    @staticmethod
-    def _stop_if_terminated(trainer: pl.Trainer, r: int) -> None:
-        """Stop round ``r`` if any process received SIGTERM (SLURM preemption, ``kill``):
-        Lightning lets ``predict`` and the end of ``fit`` run on after it."""
-        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
-            raise _terminated(r)
-
     def _write_outputs(
         self,
         r: int,
@@ -429,19 +273,13 @@ class ActiveLoop:
         """Round ``r``'s predictions for every molecule and its model
         (:mod:`regal_torch.outputs.run_outputs`)."""
         name = "predictions.csv" if r == self.cfg.loop.rounds else f"predictions_round_{r:03d}.csv"
-        calibration = Calibration(
-            var_scale=metrics["var_scale"],
-            conformal_q=metrics["conformal_q"],
-            interval=metrics["interval"],
-            local=None if local is None else local.state(),
-        )
         card = DataCard.of_run(
             self.cfg.data, self.dataset, self.dm.target, self.unit, FEATURIZER_VERSION
         )
-        stop = lambda: self._stop_if_terminated(trainer, r)  # noqa: E731
         write_run_outputs(
-            self.run_dir, name, trainer, model, self.dm, self.labels.failed, calibration, local,
-            card, self.cfg.predict.chunk_rows, self.main, stop,
+            self.run_dir, name, trainer, model, self.dm, self.labels.failed,
+            Calibration.of_round(metrics, local), local, card, self.cfg.predict.chunk_rows,
+            self.main, lambda: stop_if_terminated(trainer, r),
         )  # fmt: skip
 
     def _write_tables(self) -> None:
@@ -459,15 +297,3 @@ class ActiveLoop:
             line = round_line(row, self.cfg.loop.rounds, self.unit)
             unit = f" {self.unit}" if self.unit else ""
             self.progress.round_done(line, row["n_labeled"], row["test_mae"], unit)
-
-
-def _terminated(r: int) -> RegalError:
-    """The error that stops a run on SIGTERM (SLURM preemption, ``kill``) during round ``r``.
-
-    Lightning catches SIGTERM inside ``fit`` and ``predict``; the round under way is dropped
-    (never recorded half-trained) and the run exits with an error, not with status 0.
-    """
-    return RegalError(
-        f"stopped by SIGTERM during round {r}; the finished rounds are kept: "
-        "run the same command again to resume"
-    )

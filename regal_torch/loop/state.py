@@ -111,6 +111,13 @@ class RunState:
         return None if state is None else cls.from_dict(state)
 
 
+def option_effects(n_pool: int) -> dict[str, Callable[[Any], Any]]:
+    """What options whose value may change without effect do on a run whose pool had
+    ``n_pool`` molecules before round 0 (:func:`load_state`'s ``effect``): ``loop.candidates``
+    of at least the pool's size does what null does, so a run resumes under either."""
+    return {"loop.candidates": lambda m: None if m is None or m >= n_pool else m}
+
+
 # Fingerprint entries the loop adds that are no options (what a run of a computed oracle
 # resumes from is the loop's to check, not an option newer than the run).
 NOT_OPTIONS = ("n_molecules", "oracle_computes")

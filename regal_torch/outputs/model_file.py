@@ -57,6 +57,18 @@ class Calibration:
     local: dict[str, Any] | None
 
     @classmethod
+    def of_round(cls, metrics: dict[str, float], local: Any) -> Calibration:
+        """A round's calibration: from its metrics (``var_scale``, ``conformal_q``,
+        ``interval``) and its local calibration (a
+        :class:`~regal_torch.local_calibration.NeighbourCalibration`, or None)."""
+        return cls(
+            var_scale=metrics["var_scale"],
+            conformal_q=metrics["conformal_q"],
+            interval=metrics["interval"],
+            local=None if local is None else local.state(),
+        )
+
+    @classmethod
     def from_dict(cls, saved: Any, where: Path) -> Calibration:
         """The calibration saved in the model file ``where``.
 
