@@ -37,13 +37,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from regal_torch.data.datamodule import ActiveDataModule
-from regal_torch.data.featurize import FEATURIZER_VERSION
+from regal_torch.data.molecule_graphs import FEATURIZER_VERSION
 from regal_torch.errors import RegalError, regal_cause
 from regal_torch.files import remove_temporaries
-from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.outputs.model_file import MODEL_FILE, load_model
 from regal_torch.outputs.predictions import predict_with_std, prediction_frame, write_table
 from regal_torch.quiet import quiet_libraries, show_progress
+from regal_torch.uncertainty.local_calibration import NeighbourCalibration
 
 # The command's own options and their defaults (``data.*`` options are the data config's).
 OPTIONS: dict[str, str | None] = {

@@ -19,10 +19,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from regal_torch.metrics import regression_metrics
 from regal_torch.models.predict_rows import predict
 from regal_torch.overrides import CONFIG_DIR
 from regal_torch.quiet import quiet_libraries
+from regal_torch.uncertainty.metrics import regression_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402

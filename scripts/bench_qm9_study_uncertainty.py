@@ -33,8 +33,6 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from regal_torch.calibration import error_std_spearman, fit_variance_scale, gaussian_nll
-from regal_torch.local_calibration import neighbour_variance
 from regal_torch.models.predict_rows import predict
 from regal_torch.quiet import quiet_libraries
 from regal_torch.strategies.features import (
@@ -42,6 +40,8 @@ from regal_torch.strategies.features import (
     noise_variance,
     posterior_features,
 )
+from regal_torch.uncertainty.calibration import error_std_spearman, fit_variance_scale, gaussian_nll
+from regal_torch.uncertainty.local_calibration import neighbour_variance
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402

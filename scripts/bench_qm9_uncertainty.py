@@ -52,13 +52,13 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from regal_torch.calibration import spearman_ceiling
-from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
 from regal_torch.outputs.model_file import load_model
 from regal_torch.report.runs import find_runs, read_run
 from regal_torch.run import quiet_trainer
+from regal_torch.uncertainty.calibration import spearman_ceiling
+from regal_torch.uncertainty.local_calibration import NeighbourCalibration
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks_file import write_section  # noqa: E402

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import compose_config
 
-from regal_torch.conformal import conformal_quantile, finite_size, too_few_warning
 from regal_torch.data.datamodule import ActiveDataModule
-from regal_torch.data.featurize import ATOM_FEATURE_DIM, BOND_FEATURE_DIM
+from regal_torch.data.molecule_graphs import ATOM_FEATURE_DIM, BOND_FEATURE_DIM
 from regal_torch.errors import RegalError
 from regal_torch.loop.checks import check_budget, check_config
 from regal_torch.models.evidential import EvidentialRegressor
+from regal_torch.uncertainty.conformal import conformal_quantile, finite_size, too_few_warning
 
 
 def _run(args):

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from regal_torch.calibration import (
+from regal_torch.models.prediction import Prediction
+from regal_torch.uncertainty.calibration import (
     calibration_metrics,
     error_std_spearman,
     fit_variance_scale,
@@ -14,7 +15,6 @@ from regal_torch.calibration import (
     scale_variance,
     spearman_ceiling,
 )
-from regal_torch.models.prediction import Prediction
 
 
 def test_gaussian_nll_of_a_known_case():

@@ -7,15 +7,15 @@ import pytest
 import torch
 from conftest import compose_config
 
-from regal_torch.calibration import fit_variance_scale, gaussian_nll, scale_variance
 from regal_torch.errors import RegalError
-from regal_torch.local_calibration import (
+from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.models.prediction import Prediction
+from regal_torch.uncertainty.calibration import fit_variance_scale, gaussian_nll, scale_variance
+from regal_torch.uncertainty.local_calibration import (
     NeighbourCalibration,
     local_calibration_metrics,
     neighbour_variance,
 )
-from regal_torch.loop.active_loop import ActiveLoop
-from regal_torch.models.prediction import Prediction
 
 
 def _brute(query, val, sq_error, k, leave_one_out):
@@ -30,7 +30,7 @@ def _brute(query, val, sq_error, k, leave_one_out):
 
 @pytest.mark.parametrize("leave_one_out", [False, True])
 def test_neighbour_variance_is_brute_force_in_blocks(monkeypatch, leave_one_out):
-    import regal_torch.local_calibration as local
+    import regal_torch.uncertainty.local_calibration as local
 
     monkeypatch.setattr(local, "_BLOCK_ROWS", 7)  # several blocks, a ragged last one
     g = torch.Generator().manual_seed(0)

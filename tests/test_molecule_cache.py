@@ -15,8 +15,8 @@ import pytest
 import torch
 from rdkit import Chem
 
-from regal_torch.data import featurize
-from regal_torch.data.featurize import mol_graph, parse_smiles
+from regal_torch.data import molecule_graphs
+from regal_torch.data.molecule_graphs import mol_graph, parse_smiles
 from regal_torch.data.molecules import MoleculeDataset
 from regal_torch.errors import RegalError
 
@@ -58,7 +58,7 @@ def _assert_same_items(a, b):
 def test_items_equal_featurising_each_molecule_in_memory(tmp_path, smiles):
     text = _table(smiles[:40]).replace(f"{smiles[7]},0.7", "C1CC,0.7")
     ds = MoleculeDataset(str(_write(tmp_path / "m.csv", text)), cache_dir=tmp_path / "c")
-    assert len(ds) == 39 and ds.num_node_features == featurize.ATOM_FEATURE_DIM
+    assert len(ds) == 39 and ds.num_node_features == molecule_graphs.ATOM_FEATURE_DIM
     for i in range(len(ds)):
         row = i + (i >= 7)  # row 7 (line 9) is unreadable
         x, edge_index, edge_attr = mol_graph(parse_smiles(smiles[row]))
@@ -94,7 +94,8 @@ def test_second_load_reuses_the_cache_and_a_change_rebuilds_it(
     assert len(_folders(cache)) == 2 and changed[29].smiles == "CCCl"
     assert changed[29].x.shape[0] == 3
 
-    monkeypatch.setattr(featurize, "FEATURIZER_VERSION", featurize.FEATURIZER_VERSION + 1)
+    newer = molecule_graphs.FEATURIZER_VERSION + 1
+    monkeypatch.setattr(molecule_graphs, "FEATURIZER_VERSION", newer)
     caplog.clear()
     with caplog.at_level(logging.INFO):
         MoleculeDataset(str(path), cache_dir=cache)

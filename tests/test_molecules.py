@@ -8,7 +8,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from regal_torch.data.featurize import ATOM_FEATURE_DIM
+from regal_torch.data.molecule_graphs import ATOM_FEATURE_DIM
 from regal_torch.data.molecules import MoleculeDataset
 from regal_torch.errors import RegalError
 

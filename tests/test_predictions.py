@@ -13,15 +13,15 @@ import pytest
 import torch
 from conftest import compose_config
 
-from regal_torch.conformal import conformal_quantile, interval_metrics
 from regal_torch.errors import RegalError
-from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.loop.active_loop import ActiveLoop
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
 from regal_torch.outputs.model_file import load_model
 from regal_torch.predict import predict_file
 from regal_torch.run import quiet_trainer
+from regal_torch.uncertainty.conformal import conformal_quantile, interval_metrics
+from regal_torch.uncertainty.local_calibration import NeighbourCalibration
 
 
 def test_conformal_coverage_on_a_problem_with_known_noise_is_within_its_tolerance():

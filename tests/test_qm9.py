@@ -7,7 +7,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from regal_torch.data.featurize import (
+from regal_torch.data.molecule_graphs import (
     ATOM_FEATURE_DIM,
     BOND_FEATURE_DIM,
     featurize_smiles_batch,

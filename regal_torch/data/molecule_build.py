@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from regal_torch.data import featurize
+from regal_torch.data import molecule_graphs
 from regal_torch.data.molecule_files import (
     Row,
     file_format,
@@ -112,11 +112,11 @@ def _featurize_rows(
                 writer.append_strings("ids", ids)
             labeled = np.isfinite(labels)
             if sdf:
-                job = featurize.featurize_mols(mols, len(mols), labeled)
+                job = molecule_graphs.featurize_mols(mols, len(mols), labeled)
             elif executor is not None:
-                job = executor.submit(featurize.featurize_smiles_batch, smiles, True, labeled)
+                job = executor.submit(molecule_graphs.featurize_smiles_batch, smiles, True, labeled)
             else:
-                job = featurize.featurize_smiles_batch(smiles, True, labeled)
+                job = molecule_graphs.featurize_smiles_batch(smiles, True, labeled)
             pending.append((first_row, len(chunk), job))
             first_row += len(chunk)
             while len(pending) > 2 * workers or (executor is None and pending):

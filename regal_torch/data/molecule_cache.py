@@ -2,7 +2,7 @@
 
 A cache is a folder of NumPy ``.npy`` arrays and a ``meta.json``, named after the file and
 a hash of its key: the file's content (SHA-256), the featuriser's version
-(:data:`regal_torch.data.featurize.FEATURIZER_VERSION`), RDKit's version, this format's
+(:data:`regal_torch.data.molecule_graphs.FEATURIZER_VERSION`), RDKit's version, this format's
 version and the columns read. Another file content, featuriser or column gives another
 folder, so a stale cache is never read. A build writes into a ``.partial-HOST-PID`` folder
 and renames it into place once complete (an atomic step), so a killed build never leaves a
@@ -15,7 +15,7 @@ file                               shape      meaning
 =================================  =========  ==============================================
 ``rows``                           ``[n]``    int64, file row of each molecule (from 0)
 ``atom_offsets``, ``bond_offsets`` ``[n+1]``  int64, where each molecule's atoms/bonds start
-``atom_codes``                     ``[V, 7]`` int8, atom column codes (:mod:`.featurize`)
+``atom_codes``                     ``[V, 7]`` int8, atom column codes (:mod:`.molecule_graphs`)
 ``bond_codes``                     ``[B, 3]`` int8, bond column codes
 ``bond_ends``                      ``[B, 2]`` int32, bond atoms, local to the molecule
 ``places``                         ``[R]``    int64, each row's file line or SDF record
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import rdkit
 
-from regal_torch.data import featurize
+from regal_torch.data import molecule_graphs
 from regal_torch.data.molecule_build import build_cache
 from regal_torch.errors import RegalError
 from regal_torch.files import one_builder
@@ -80,7 +80,7 @@ def open_cache(
     digest = content.hexdigest()
     key = {
         "format": CACHE_FORMAT,
-        "featurizer": featurize.FEATURIZER_VERSION,
+        "featurizer": molecule_graphs.FEATURIZER_VERSION,
         "rdkit": rdkit.__version__,
         "sha256": digest,
         **columns,
@@ -131,11 +131,11 @@ class MoleculeCache:
         return len(self.rows)
 
     def graph(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(x, edge_index, edge_attr)`` of molecule ``i`` (see :func:`featurize.mol_graph`)."""
+        """``(x, edge_index, edge_attr)`` of molecule ``i`` (:func:`molecule_graphs.mol_graph`)."""
         a, b = self.arrays["atom_offsets"], self.arrays["bond_offsets"]
         a0, a1, b0, b1 = int(a[i]), int(a[i + 1]), int(b[i]), int(b[i + 1])
-        x = featurize.atom_codes_to_x(self.arrays["atom_codes"][a0:a1])
-        edge_index, edge_attr = featurize.bond_codes_to_edges(
+        x = molecule_graphs.atom_codes_to_x(self.arrays["atom_codes"][a0:a1])
+        edge_index, edge_attr = molecule_graphs.bond_codes_to_edges(
             self.arrays["bond_ends"][b0:b1], self.arrays["bond_codes"][b0:b1]
         )
         return x, edge_index, edge_attr

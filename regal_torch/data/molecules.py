@@ -31,7 +31,7 @@ class MoleculeDataset(Dataset):
     """Molecules from a CSV, ``.smi`` or SDF file (each may be gzip-compressed: ``.csv.gz``,
     ``.smi.gz``, ``.sdf.gz``), as heavy-atom graphs.
 
-    Every item has ``x``, ``edge_index``, ``edge_attr`` (:mod:`regal_torch.data.featurize`:
+    Every item has ``x``, ``edge_index``, ``edge_attr`` (:mod:`regal_torch.data.molecule_graphs`:
     any element RDKit reads featurises, those outside the common organic set fall in an
     "other" bucket), ``y`` ``[1, 1]`` (NaN where the file has no label), ``mol_id`` ``[1]``
     (the molecule's row in the file, counting from 0, blank lines not counted), ``smiles``

@@ -64,7 +64,7 @@ class QM9Dataset(InMemoryDataset):
     Each item is a heavy-atom graph (hydrogens implicit) with
 
     - ``x`` ``[V, ATOM_FEATURE_DIM]`` float32 and ``edge_attr`` ``[E, BOND_FEATURE_DIM]``
-      float32: RDKit features of the SMILES (:mod:`regal_torch.data.featurize`);
+      float32: RDKit features of the SMILES (:mod:`regal_torch.data.molecule_graphs`);
     - ``edge_index`` ``[2, E]`` int64, both directions of every bond;
     - ``pos`` ``[V, 3]`` float32 (Angstrom) and ``z`` ``[V]`` int64: the DFT geometry of the
       same heavy atoms, in graph-node order (matched, not assumed: in a few molecules, e.g.

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from regal_torch.cores import available_cpus
-from regal_torch.data.featurize import (
+from regal_torch.data.molecule_graphs import (
     atom_codes_to_x,
     bond_codes_to_edges,
     featurize_smiles_batch,

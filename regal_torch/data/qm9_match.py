@@ -118,7 +118,7 @@ def match_heavy_atoms(
 
     Args:
         smiles: The molecules (``n``).
-        feats: Output of :func:`regal_torch.data.featurize.featurize_smiles_batch` for them.
+        feats: Output of :func:`regal_torch.data.molecule_graphs.featurize_smiles_batch` for them.
         z_all: Atomic numbers of all XYZ atoms, hydrogens included, molecules concatenated.
         pos_all: Their coordinates (Angstrom).
         num_all: Number of XYZ atoms of each molecule.

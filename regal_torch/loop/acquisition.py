@@ -17,12 +17,12 @@ import torch
 from omegaconf import DictConfig
 
 from regal_torch.data.datamodule import ActiveDataModule
-from regal_torch.local_calibration import Recalibration
 from regal_torch.loop.labelling import Labelling
 from regal_torch.loop.scoring import predict_positions
 from regal_torch.loop.seeds import CANDIDATES, SELECT, SKETCH, round_seed
 from regal_torch.models.prediction import PredictionRequest
 from regal_torch.strategies.base import SelectionContext, Strategy
+from regal_torch.uncertainty.local_calibration import Recalibration
 
 __all__ = ["acquire", "pool_request", "round_candidates"]
 

@@ -9,9 +9,9 @@ the next batch (:mod:`regal_torch.loop.acquisition`), predicting with
 into per-field buffers of only the fields asked for, then the model's optional
 ``complete_prediction`` hook, where GPs attach their block covariance). With
 ``loop.recalibrate``, the pool prediction that the strategy sees has its variance multiplied
-by the factor fitted on the validation set (:mod:`regal_torch.calibration`), or with
+by the factor fitted on the validation set (:mod:`regal_torch.uncertainty.calibration`), or with
 ``loop.local_neighbours`` replaced by the local variance from the validation errors nearest
-in the embedding (:mod:`regal_torch.local_calibration`).
+in the embedding (:mod:`regal_torch.uncertainty.local_calibration`).
 
 Under a Trainer of several processes (DDP), every process runs the loop in step and only the
 first selects and writes (:mod:`regal_torch.loop.processes`).
@@ -31,10 +31,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from regal_torch.data.datamodule import ActiveDataModule
-from regal_torch.data.featurize import FEATURIZER_VERSION
+from regal_torch.data.molecule_graphs import FEATURIZER_VERSION
 from regal_torch.errors import RegalError
 from regal_torch.files import RUN_HINT, write_csv
-from regal_torch.local_calibration import NeighbourCalibration, recalibration
 from regal_torch.loop.acquisition import acquire as acquire_batch
 from regal_torch.loop.checks import check_budget, check_capabilities, check_config
 from regal_torch.loop.cold_start import initial_picks
@@ -53,6 +52,7 @@ from regal_torch.outputs.data_card import DataCard
 from regal_torch.outputs.model_file import Calibration
 from regal_torch.outputs.run_outputs import write_run_outputs
 from regal_torch.quiet import show_progress
+from regal_torch.uncertainty.local_calibration import NeighbourCalibration, recalibration
 
 
 class ActiveLoop:

@@ -22,7 +22,6 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from regal_torch.conformal import too_few_warning
 from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.qm9_tables import QM9_SIZE
 from regal_torch.errors import RegalError, regal_cause
@@ -30,6 +29,7 @@ from regal_torch.features.molecule_features import check_names
 from regal_torch.models.capabilities import capabilities_of
 from regal_torch.models.gp import FingerprintGP
 from regal_torch.option_rules import Rule, choice, integer, number, switch, with_note
+from regal_torch.uncertainty.conformal import too_few_warning
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ def check_budget(cfg: DictConfig, dm: ActiveDataModule, learn: bool) -> None:
     are known only now). Benchmark mode: the pool holds ``initial_size + rounds x batch_size``
     molecules. Learn mode: the pool (the molecules without a label) is not empty and holds a
     batch. Too few validation molecules for a finite ``predict.interval`` are a warning
-    (:func:`regal_torch.conformal.too_few_warning`), logged once per run.
+    (:func:`regal_torch.uncertainty.conformal.too_few_warning`), logged once per run.
 
     Raises:
         RegalError: one line naming the options and the counts.

@@ -9,18 +9,18 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from regal_torch.calibration import calibration_metrics
-from regal_torch.conformal import interval_metrics
 from regal_torch.data.datamodule import ActiveDataModule
-from regal_torch.local_calibration import (
+from regal_torch.loop.sigterm import stop_if_terminated
+from regal_torch.models.predict_rows import predict
+from regal_torch.models.prediction import Prediction, PredictionRequest
+from regal_torch.uncertainty.calibration import calibration_metrics
+from regal_torch.uncertainty.conformal import interval_metrics
+from regal_torch.uncertainty.local_calibration import (
     NeighbourCalibration,
     local_calibration_metrics,
     neighbour_count,
 )
-from regal_torch.loop.sigterm import stop_if_terminated
-from regal_torch.metrics import regression_metrics
-from regal_torch.models.predict_rows import predict
-from regal_torch.models.prediction import Prediction, PredictionRequest
+from regal_torch.uncertainty.metrics import regression_metrics
 
 __all__ = ["predict_positions", "score_round"]
 

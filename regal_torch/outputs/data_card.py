@@ -42,7 +42,7 @@ class DataCard:
         feature_names: The item features' columns the model read (molecule features or a
             table's columns), in order.
         featurizer_version: The molecule graphs' featuriser version
-            (:data:`regal_torch.data.featurize.FEATURIZER_VERSION`).
+            (:data:`regal_torch.data.molecule_graphs.FEATURIZER_VERSION`).
         target: The target's name.
         unit: The target's unit (may be empty).
     """

@@ -9,7 +9,8 @@ rebuilds the model and its intervals:
   means also fill a molecule's failed features);
 - ``posterior`` (the GPs): the training inputs and standardised targets they condition on;
 - ``calibration``: the validation-fitted variance factor ``var_scale``, the conformal
-  quantile ``conformal_q`` and its ``interval`` coverage (:mod:`regal_torch.conformal`), and
+  quantile ``conformal_q`` and its ``interval`` coverage
+  (:mod:`regal_torch.uncertainty.conformal`), and
   the local calibration's state (``loop.local_neighbours``; None without it);
 - ``data``: the :class:`~regal_torch.outputs.data_card.DataCard`, so that a new file is read
   the way the run read its data (:mod:`regal_torch.predict`).
@@ -60,7 +61,7 @@ class Calibration:
     def of_round(cls, metrics: dict[str, float], local: Any) -> Calibration:
         """A round's calibration: from its metrics (``var_scale``, ``conformal_q``,
         ``interval``) and its local calibration (a
-        :class:`~regal_torch.local_calibration.NeighbourCalibration`, or None)."""
+        :class:`~regal_torch.uncertainty.local_calibration.NeighbourCalibration`, or None)."""
         return cls(
             var_scale=metrics["var_scale"],
             conformal_q=metrics["conformal_q"],

@@ -4,7 +4,7 @@
 whole set is held) and gives each one's mean and std: the local one with
 ``loop.local_neighbours``, else the model's variance times the validation factor.
 :func:`prediction_frame` makes the table (``id``, ``smiles``, ``mean``, ``std`` and the
-split-conformal interval ``lower``, ``upper``, :mod:`regal_torch.conformal`) and
+split-conformal interval ``lower``, ``upper``, :mod:`regal_torch.uncertainty.conformal`) and
 :func:`write_table` writes it: one CSV file, or above ``chunk_rows`` rows a folder of Parquet
 parts (``part-00000.parquet``, ...) that ``pandas.read_parquet(folder)`` reads as one table.
 Every file appears whole (a temporary name renamed into place).
@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader
 
 from regal_torch.errors import RegalError
 from regal_torch.files import atomic_write_bytes, write_csv
-from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.models.predict_rows import predict
 from regal_torch.models.prediction import PredictionRequest
+from regal_torch.uncertainty.local_calibration import NeighbourCalibration
 
 __all__ = ["predict_with_std", "prediction_frame", "set_names", "write_table"]
 

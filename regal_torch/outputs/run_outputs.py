@@ -22,7 +22,6 @@ import torch
 from torch import Tensor
 
 from regal_torch.files import RUN_HINT
-from regal_torch.local_calibration import NeighbourCalibration
 from regal_torch.outputs.data_card import DataCard
 from regal_torch.outputs.model_file import MODEL_FILE, Calibration, save_model
 from regal_torch.outputs.predictions import (
@@ -31,6 +30,7 @@ from regal_torch.outputs.predictions import (
     set_names,
     write_table,
 )
+from regal_torch.uncertainty.local_calibration import NeighbourCalibration
 
 __all__ = ["write_run_outputs"]
 

@@ -17,7 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from regal_torch.calibration import (
+from regal_torch.errors import RegalError
+from regal_torch.models.prediction import Prediction
+from regal_torch.uncertainty.calibration import (
     error_std_spearman,
     fit_variance_scale,
     gaussian_nll,
@@ -25,8 +27,6 @@ from regal_torch.calibration import (
     scale_variance,
     spearman_ceiling,
 )
-from regal_torch.errors import RegalError
-from regal_torch.models.prediction import Prediction
 
 # Query rows per block of the query-by-validation distance matrix.
 _BLOCK_ROWS = 4096
