@@ -221,3 +221,11 @@ def test_a_key_that_ends_in_zero_bytes_is_stored_whole(tmp_path):
     assert (entries >= 0).all()
     np.testing.assert_array_equal(store.values(entries)[:, 0], [2, 3])
     assert (FeatureStore(CountingFeaturizer(), tmp_path).locate(keys) >= 0).all()  # reopened
+
+
+def test_fewer_molecules_than_a_part_per_process_are_split_over_the_processes(tmp_path):
+    features = _features(tmp_path, SMILES, workers=3)  # 7 molecules: parts of 3, 3 and 1
+    assert features.ensure(np.arange(len(SMILES))) == len(SMILES)
+    parts = sorted((tmp_path / "features").glob("fake-*/parts/part-*.arrow"))
+    assert len(parts) == 3
+    np.testing.assert_array_equal(features.rows([2])[0], [3, 2])  # CCO: length 3, 2 carbons

@@ -36,6 +36,10 @@ class Featurizing(Protocol):
 class Engine(Protocol):
     """Where a featurizer's jobs run."""
 
+    def slots(self) -> int:
+        """How many jobs run at once (processes, or the cluster's CPUs)."""
+        ...
+
     def describe(self, jobs: int) -> str:
         """How ``jobs`` jobs will run, for the feature stage's first line."""
         ...

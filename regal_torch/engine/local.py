@@ -42,6 +42,10 @@ class LocalEngine:
             raise RegalError(f"engine.workers must be an integer >= 0 or null; got {workers!r}")
         self.workers = available_cpus() if workers is None else max(workers, 1)
 
+    def slots(self) -> int:
+        """How many jobs run at once: the worker processes."""
+        return self.workers
+
     def describe(self, jobs: int) -> str:
         """How ``jobs`` jobs will run, for the feature stage's first line."""
         return f"with {min(self.workers, jobs)} processes"

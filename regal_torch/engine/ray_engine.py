@@ -1,7 +1,7 @@
 """The Ray engine (``engine=ray``): a featurizer's jobs as Ray tasks, one CPU each, on a Ray
 this command starts on its machine or on a running cluster (``engine.address``).
 
-Each task computes one job (one part of the feature store, :data:`CHUNK` molecules) and
+Each task computes one job (one part of the feature store, at most 1,000 molecules) and
 returns its values to this process, which writes the part: the store's files are written by
 one process, wherever the tasks ran. A worker keeps the featurizer it started (a model loaded
 once per worker, not once per task). A task whose worker dies in compiled code is split in two
@@ -53,6 +53,10 @@ class RayEngine:
             raise RegalError(f"engine.num_cpus must be an integer >= 1 or null; got {num_cpus!r}")
         self.address, self.num_cpus = address, num_cpus
 
+    def slots(self) -> int:
+        """How many jobs run at once: the CPUs of the Ray (started on the first call)."""
+        return max(int(self._ray().cluster_resources().get("CPU", 1)), 1)
+
     def describe(self, jobs: int) -> str:
         """How ``jobs`` jobs will run, for the feature stage's first line."""
         ray = self._ray()
@@ -99,7 +103,7 @@ class RayEngine:
         blob = pickle.dumps(featurizer)
         shared = ray.put(blob)
         digest = hashlib.blake2b(blob, digest_size=16).hexdigest()
-        limit = 2 * max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        limit = 2 * self.slots()
         running: dict[Any, Piece] = {}
 
         def results() -> Results:

@@ -15,6 +15,7 @@ Subclasses set :attr:`name` (the feature group and the prefix of its column name
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -65,10 +66,12 @@ class Featurizer:
         """The names of the columns a run reads: ``NAME_COLUMN`` (``xtb_gap``)."""
         return [f"{self.name}_{c}" for c in self.use]
 
-    @property
+    @cached_property
     def use_index(self) -> np.ndarray:
-        """Positions of :attr:`use` in :attr:`columns`, ``[len(use)]`` int64."""
-        return np.array([self.columns.index(c) for c in self.use], dtype=np.int64)
+        """Positions of :attr:`use` in :attr:`columns`, ``[len(use)]`` int64 (made once: it is
+        read for every molecule a loader reads)."""
+        where = {c: i for i, c in enumerate(self.columns)}
+        return np.array([where[c] for c in self.use], dtype=np.int64)
 
     def packages(self) -> dict[str, str]:
         """Versions of the packages whose change may change the values (part of the cache key).

@@ -54,7 +54,7 @@ from regal_torch.files import atomic_write_bytes, one_builder, remove_temporarie
 __all__ = ["CHUNK", "FeatureStore", "features_folder", "molecule_keys"]
 
 STORE_FORMAT = 2  # 2: one entry per molecule (1: one array per list of molecules)
-CHUNK = 1000  # molecules per task and per part: what a killed computation loses at most
+CHUNK = 1000  # molecules per task and per part at most: what a killed computation loses
 KEY_BYTES = 16
 
 
@@ -221,9 +221,9 @@ class FeatureStore:
         self, keys: np.ndarray, smiles: Sequence[str], engine: Engine, asked: int | None = None
     ) -> int:
         """Compute the molecules ``smiles`` (their ``keys``) that the store does not hold yet,
-        on ``engine`` (:mod:`regal_torch.engine`), one part per :data:`CHUNK`; returns how many
-        it computed
-        (``asked``: how many molecules the step reads, for the progress line).
+        on ``engine`` (:mod:`regal_torch.engine`), one part per job of at most :data:`CHUNK`
+        molecules (fewer where that keeps every slot of the engine busy); returns how many it
+        computed (``asked``: how many molecules the step reads, for the progress line).
 
         A computation that is killed keeps every part it finished. Processes of this host
         that add at the same time wait for each other, so each molecule is computed once.
@@ -241,7 +241,8 @@ class FeatureStore:
 
     def _compute(self, keys: np.ndarray, smiles: list[str], engine: Engine, asked: int) -> None:
         name, n = self.featurizer.name, len(keys)
-        chunks = [range(first, min(first + CHUNK, n)) for first in range(0, n, CHUNK)]
+        size = min(CHUNK, -(-n // engine.slots()))  # fewer molecules than CHUNK per slot: split
+        chunks = [range(first, min(first + size, n)) for first in range(0, n, size)]
         say(
             f"features {name}: computing {n:,} of {asked:,} molecules (the others are in the "
             f"store) {engine.describe(len(chunks))} -> {self.folder}"
