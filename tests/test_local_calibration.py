@@ -130,3 +130,39 @@ def test_bad_local_neighbours_are_refused_before_training(tiny, tmp_path, overri
     cfg = compose_config([*tiny, *overrides])
     with pytest.raises(RegalError, match=message):
         ActiveLoop(cfg, tmp_path / "bad")
+
+
+def test_the_std_is_chosen_by_leave_one_out_nll_on_the_validation_molecules():
+    g = torch.Generator().manual_seed(2)
+    # errors clustered in the embedding: the local variance (no prior) wins
+    val, val_y = _clustered(400, g)
+    clustered = NeighbourCalibration(val, val_y, k=20)
+    assert clustered.source == "local" and clustered.prior == 0
+    assert clustered.chosen == "local+0"
+    assert clustered.validation_nll["local+0"] == min(clustered.validation_nll.values())
+    assert clustered.describe() == "local k=20"
+    # the model's own variance is right (each error drawn with it): the own std wins
+    n = 300
+    var = torch.rand(n, generator=g) * 4 + 0.01
+    own = Prediction(mean=torch.zeros(n), var=var, embedding=torch.randn(n, 3, generator=g))
+    honest = NeighbourCalibration(own, torch.randn(n, generator=g) * var.sqrt(), k=15)
+    assert honest.source == "own" and honest.describe() == "own"
+    test = Prediction(mean=torch.zeros(5), var=torch.arange(1.0, 6.0), embedding=torch.zeros(5, 3))
+    assert torch.allclose(honest.variance(test), honest.scale * test.var)
+    # the same noise everywhere and 50 validation molecules with k = 2: not the raw local mean
+    flat = Prediction(mean=torch.zeros(50), var=torch.ones(50), embedding=torch.randn(50, 3))
+    few = NeighbourCalibration(flat, torch.randn(50, generator=g), k=2)
+    assert (few.source, few.prior) != ("local", 0.0)
+    assert few.validation_nll[few.chosen] == min(few.validation_nll.values())
+
+
+def test_a_saved_calibration_gives_the_same_variance():
+    g = torch.Generator().manual_seed(3)
+    val, val_y = _clustered(100, g)
+    test, _ = _clustered(30, g)
+    for k in (2, 10):
+        calibration = NeighbourCalibration(val, val_y, k=k)
+        again = NeighbourCalibration.from_state(calibration.state())
+        assert again.describe() == calibration.describe()
+        assert torch.equal(again.variance(test), calibration.variance(test))
+        assert torch.equal(again.validation_variance(), calibration.validation_variance())

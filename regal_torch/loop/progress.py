@@ -20,8 +20,9 @@ from tqdm import tqdm
 def round_line(row: dict[str, Any], rounds: int, unit: str) -> str:
     """The line printed for a finished round: its labels, test metrics and seconds per phase
     (``row`` is the round's row of ``history.csv``; ``unit`` the target's, or empty). NLL and
-    Spearman are those of the std the run uses: the local one with ``loop.local_neighbours``
-    (``test_*_local``), else the recalibrated one."""
+    Spearman are those of the std the run uses: with ``loop.local_neighbours`` the one chosen
+    on the validation molecules (``test_*_local``, named by ``std_used``), else the
+    recalibrated one."""
     unit = f" {unit}" if unit else ""
     seconds = "".join(
         f" | {name} {row[f'seconds_{name}']:.1f} s"
@@ -35,13 +36,14 @@ def round_line(row: dict[str, Any], rounds: int, unit: str) -> str:
             f"width {row['test_interval_width']:.3f}{unit} "
             f"(const {row['test_interval_width_const']:.3f})"
         )
+    std = f"std {row['std_used']}; " if isinstance(row.get("std_used"), str) else ""
     if "n_featurised" in row and not math.isnan(row["n_featurised"]):  # within the phases
         seconds += f" | featurised {int(row['n_featurised'])} ({row['seconds_features']:.1f} s)"
     return (
         f"round {row['round']}/{rounds} | labeled {row['n_labeled']} | "
         f"test MAE {row['test_mae']:.4f}{unit} | RMSE {row['test_rmse']:.4f}{unit} | "
         f"NLL {row.get('test_nll_local', row['test_nll_recal']):.3f} "
-        f"(const {row['test_nll_const']:.3f}) | "
+        f"({std}const {row['test_nll_const']:.3f}) | "
         f"Spearman {row.get('test_spearman_local', row['test_spearman']):.2f}{interval}{seconds}"
     )
 

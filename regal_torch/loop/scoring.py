@@ -42,7 +42,7 @@ def predict_positions(
 
 def score_round(
     cfg: DictConfig, dm: ActiveDataModule, trainer: pl.Trainer, model: pl.LightningModule, r: int
-) -> tuple[dict[str, float], NeighbourCalibration | None]:
+) -> tuple[dict[str, float | str], NeighbourCalibration | None]:
     """Test metrics of round ``r``'s model, and the local calibration
     (``loop.local_neighbours``; None without it)."""
     truth, test_set, val_set = dm.truth, dm.test, dm.val
@@ -55,6 +55,7 @@ def score_round(
     if k is not None:
         local = NeighbourCalibration(val, truth[val_set], k)
         metrics.update(local_calibration_metrics(local, test, truth[test_set]))
+        metrics["std_used"] = local.describe()  # chosen on the validation molecules
         test_var, val_var = local.variance(test), local.validation_variance()
     else:
         test_var, val_var = test.var * metrics["var_scale"], val.var * metrics["var_scale"]

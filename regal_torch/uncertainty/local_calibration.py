@@ -8,6 +8,13 @@ of its last linear layer, where the model itself puts similar molecules together
 extra training, only the validation predictions each round already makes (``loop.recalibrate``
 uses them for one global factor). One global factor on top, fitted on the validation set scored
 leave-one-out, makes the local variances calibrated on average.
+
+With few validation molecules the mean of ``k`` squared errors is noisy (``k = 2`` of 50), so
+the local variance is shrunk toward the validation set's mean squared error by a prior worth
+``w`` molecules, ``(k * local + w * mse) / (k + w)``, and the std a run uses is chosen on the
+validation molecules, each scored from the others (leave one out), by Gaussian NLL among: the
+local variance with ``w`` in :data:`PRIOR_WEIGHTS` (times ``k``), the constant ``mse`` (``w``
+infinite) and the model's own variance, each times its fitted factor (:attr:`source`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from regal_torch.uncertainty.calibration import (
 
 # Query rows per block of the query-by-validation distance matrix.
 _BLOCK_ROWS = 4096
+# The local variance's prior weights tried, as multiples of k (0: the local mean alone).
+PRIOR_WEIGHTS = (0.0, 1.0, 4.0)
 
 
 def neighbour_variance(
@@ -63,14 +72,21 @@ def neighbour_variance(
 
 
 class NeighbourCalibration:
-    """Variance per molecule from the validation errors of its ``k`` nearest validation
-    molecules in the embedding, times one factor fitted on the validation set left one out
-    (see the module doc).
+    """The std a run uses: the local variance of each molecule (the validation errors of its
+    ``k`` nearest validation molecules in the embedding, shrunk toward their mean), the
+    constant validation mean squared error or the model's own variance, whichever has the
+    best leave-one-out NLL on the validation molecules, times its factor (see the module doc).
 
     Args:
         val: The model's prediction over the validation molecules (needs ``embedding``).
         val_target: Their true values.
         k: Neighbours per molecule.
+
+    Attributes:
+        source: ``local`` (with :attr:`prior`, the prior's weight in molecules), ``constant``
+            or ``own``.
+        validation_nll: The leave-one-out validation NLL of every candidate, by name
+            (``local+W``, ``constant``, ``own``); :attr:`chosen` names the one used.
 
     Shapes:
         val_target: ``[V]``; ``factors(prediction)``: prediction over N -> ``[N]``.
@@ -90,45 +106,103 @@ class NeighbourCalibration:
         self.val_embedding, self.k = val.embedding, k
         val_target = val_target.to(val.device)
         self.val_sq_error = (val.mean - val_target).square()
-        self.scale = 1.0
-        self.scale = fit_variance_scale(val.mean, self._variance(val.embedding, True), val_target)
+        self.mse = float(self.val_sq_error.mean())
+        self.val_var = None if val.var is None else val.var.detach()
+        self.validation_nll: dict[str, float] = {}
+        best = None
+        for name, source, prior, var in self._candidates():
+            scale = fit_variance_scale(val.mean, var, val_target)
+            nll = gaussian_nll(val.mean, (scale * var).clamp_min(1e-12), val_target)
+            self.validation_nll[name] = nll
+            if best is None or nll < best[0]:
+                best = (nll, name, source, prior, scale)
+        _, self.chosen, self.source, self.prior, self.scale = best
 
-    def _variance(self, embedding: Tensor, leave_one_out: bool) -> Tensor:
-        var = neighbour_variance(
-            embedding.float(), self.val_embedding.float(), self.val_sq_error, self.k, leave_one_out
+    def _candidates(self):  # noqa: ANN202  (name, source, prior, LOO validation variance [V])
+        v = len(self.val_sq_error)
+        local = neighbour_variance(
+            self.val_embedding.float(), self.val_embedding.float(), self.val_sq_error, self.k, True
         )
+        mse = (self.val_sq_error.sum() - self.val_sq_error) / (v - 1)  # each one's own left out
+        for weight in PRIOR_WEIGHTS:
+            prior = weight * self.k
+            yield (
+                f"local+{prior:g}",
+                "local",
+                prior,
+                (self.k * local + prior * mse) / (self.k + prior),
+            )
+        yield "constant", "constant", 0.0, mse
+        if self.val_var is not None:
+            yield "own", "own", 0.0, self.val_var
+
+    def _variance(self, prediction: Prediction | None) -> Tensor:
+        """The variance of ``prediction``'s molecules, or of the validation molecules each
+        from the others (None)."""
+        embedding = self.val_embedding if prediction is None else prediction.embedding
+        if self.source == "own":
+            var = self.val_var if prediction is None else prediction.var
+        elif self.source == "constant":
+            n = len(embedding)
+            total = self.val_sq_error.sum()
+            var = (
+                (total - self.val_sq_error) / (n - 1)
+                if prediction is None
+                else torch.full((n,), self.mse, device=embedding.device)
+            )
+        else:
+            local = neighbour_variance(
+                embedding.float(), self.val_embedding.float(), self.val_sq_error, self.k,
+                prediction is None,
+            )  # fmt: skip
+            var = (self.k * local + self.prior * self.mse) / (self.k + self.prior)
         return (self.scale * var).clamp_min(1e-12)
 
     def variance(self, prediction: Prediction) -> Tensor:
-        """The local variance of every molecule of ``prediction``, ``[N]`` (strictly positive)."""
-        return self._variance(prediction.embedding, False)
+        """The variance of every molecule of ``prediction``, ``[N]`` (strictly positive)."""
+        return self._variance(prediction)
 
     def validation_variance(self) -> Tensor:
-        """The local variance of each validation molecule from the others' errors (its own
-        left out), ``[V]``: what conformal intervals are fitted on."""
-        return self._variance(self.val_embedding, True)
+        """The variance of each validation molecule from the others' errors (its own left
+        out), ``[V]``: what conformal intervals are fitted on."""
+        return self._variance(None)
 
-    def state(self) -> dict[str, Tensor | int | float]:
-        """What rebuilds it (a saved model's): ``k``, ``scale``, the validation embedding and
-        squared errors."""
+    def describe(self) -> str:
+        """The std chosen, for the round line: ``local k=5 +5``, ``constant`` or ``own``."""
+        if self.source == "local":
+            return f"local k={self.k}" + (f" +{self.prior:g}" if self.prior else "")
+        return self.source
+
+    def state(self) -> dict[str, Tensor | int | float | str | None]:
+        """What rebuilds it (a saved model's): ``k``, ``scale``, the source and prior, the
+        validation embedding, squared errors and own variance."""
         return {
             "k": self.k,
             "scale": self.scale,
+            "source": self.source,
+            "prior": self.prior,
             "val_embedding": self.val_embedding.cpu(),
             "val_sq_error": self.val_sq_error.cpu(),
+            "val_var": None if self.val_var is None else self.val_var.cpu(),
         }
 
     @classmethod
     def from_state(cls, state: dict) -> NeighbourCalibration:
-        """The calibration :meth:`state` describes."""
+        """The calibration :meth:`state` describes (a model file from before the choice of
+        std: the local variance without prior)."""
         calibration = cls.__new__(cls)
         calibration.k, calibration.scale = state["k"], state["scale"]
+        calibration.source = state.get("source", "local")
+        calibration.prior = state.get("prior", 0.0)
         calibration.val_embedding = state["val_embedding"]
         calibration.val_sq_error = state["val_sq_error"]
+        calibration.val_var = state.get("val_var")
+        calibration.mse = float(calibration.val_sq_error.mean())
+        calibration.validation_nll = {}
         return calibration
 
     def factors(self, prediction: Prediction) -> Tensor:
-        """Per-molecule factors turning ``prediction.var`` into the local variance, ``[N]``."""
+        """Per-molecule factors turning ``prediction.var`` into the variance, ``[N]``."""
         return self.variance(prediction) / prediction.var
 
 
