@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def _features(folder: Path, engine):
 
 
 def test_ray_tasks_compute_what_local_processes_compute(tmp_path, ray_here, monkeypatch):
+    before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr("regal_torch.features.store.CHUNK", 3)  # four parts, one of them split
     local = _features(tmp_path / "local", LocalEngine(2))
     ray = _features(tmp_path / "ray", ray_here)
@@ -50,6 +52,7 @@ def test_ray_tasks_compute_what_local_processes_compute(tmp_path, ray_here, monk
     assert "Ray worker died" in ray.failures["fake"][3]
     assert ray.failures["fake"][4] == local.failures["fake"][4] == "ValueError: no X here"
     assert "as Ray tasks on 2 CPUs of 1 node" in ray_here.describe(4)
+    assert signal.getsignal(signal.SIGTERM) is before  # the run's SIGTERM handler is kept
 
 
 @pytest.mark.parametrize(

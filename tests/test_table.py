@@ -14,6 +14,7 @@ from regal_torch.data.datamodule import ActiveDataModule
 from regal_torch.data.table import TableDataset
 from regal_torch.errors import RegalError
 from regal_torch.loop.active_loop import ActiveLoop
+from regal_torch.loop.round_setup import round_model
 from regal_torch.loop.seeds import INITIAL, round_seed
 from regal_torch.models.dkl import DeepKernelGP
 from regal_torch.models.ensemble import EnsembleRegressor
@@ -174,7 +175,7 @@ def test_warm_start_takes_each_rounds_target_and_feature_scaling(tmp_path):
     overrides = _tiny(DIABETES, "strategy=random", "model=gp", "loop.warm_start=true")
     loop = ActiveLoop(compose_config([*overrides, "loop.rounds=2"]), tmp_path)
     loop.run()
-    model = loop._model(2)
+    model = round_model(loop.cfg, loop.dm, 2, loop.weights)
     labeled = loop.dm.labeled
     assert torch.allclose(model.feature_scaler.mean, loop.dataset.x[labeled].mean(0))
     assert model.target_mean.item() == pytest.approx(loop.dm.labels[labeled].mean().item())

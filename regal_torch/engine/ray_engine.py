@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import pickle
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,6 +78,9 @@ class RayEngine:
             env = {v: os.environ.get(v, "1") for v in THREAD_VARIABLES}
             if self.address is None:  # workers of this machine: a featurizer we import, they can
                 env["PYTHONPATH"] = os.pathsep.join(path or os.getcwd() for path in sys.path)
+            # ray.init installs its own SIGTERM and SIGINT handlers: the run's (preemption,
+            # Lightning's) are put back, so a SIGTERM still stops the run as it should
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
             try:
                 ray.init(
                     address=self.address,
@@ -90,6 +94,9 @@ class RayEngine:
                 raise RegalError(
                     f"engine=ray: cannot start or reach {where}: {one_line(exc)}"
                 ) from exc
+            finally:
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
         return ray
 
     @contextmanager
